@@ -1,0 +1,58 @@
+"""Run the app: the embedded model server (unless OPENAI_BASE_URL is set) and daphne."""
+
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from chat import embedded
+
+
+class Command(BaseCommand):
+    help = "Start the embedded model server (when no OPENAI_BASE_URL is set) and daphne; Ctrl-C stops both."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host: str, port: int, **options):
+        model_server = None
+        try:
+            if settings.CHAT_EMBEDDED and not embedded.is_ready(settings.OPENAI_BASE_URL):
+                self.stdout.write(f"Starting the embedded model ({settings.CHAT_EMBEDDED_MODEL}) on {settings.OPENAI_BASE_URL} ...")
+                model_server = embedded.start(
+                    host=settings.CHAT_EMBEDDED_HOST,
+                    port=settings.CHAT_EMBEDDED_PORT,
+                    alias=settings.CHAT_EMBEDDED_MODEL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            self.stdout.write(self.style.SUCCESS(f"Upstream: {settings.OPENAI_BASE_URL} (model {settings.CHAT_MODEL})"))
+            self.stdout.write(self.style.SUCCESS(f"Chat: http://{host}:{port}/   (Ctrl-C stops)"))
+            web = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "chatsite.asgi:application"]
+            )
+            self._wait(web)
+        finally:
+            if model_server is not None:
+                embedded.stop(model_server)
+                self.stdout.write("Stopped the embedded model.")
+
+    def _wait(self, web: subprocess.Popen) -> None:
+        # Ctrl-C in a terminal reaches daphne too; from a plain `kill -INT` only we get it, so
+        # pass it on either way, and insist (SIGTERM, then SIGKILL) only if daphne lingers.
+        signal.signal(signal.SIGTERM, lambda *_: web.send_signal(signal.SIGINT))
+        try:
+            web.wait()
+        except KeyboardInterrupt:
+            web.send_signal(signal.SIGINT)
+            try:
+                web.wait(15)
+            except subprocess.TimeoutExpired:
+                web.terminate()
+                try:
+                    web.wait(5)
+                except subprocess.TimeoutExpired:
+                    web.kill()

@@ -1,0 +1,38 @@
+"""Reads. Every one takes the user: another user's objects simply do not exist (404)."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import Conversation, Message
+
+
+def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+    return Conversation.objects.owned_by(user).order_by("-updated_at", "-id")
+
+
+def conversation_get(*, user: AbstractBaseUser, id: int) -> Conversation:
+    return get_object_or_404(Conversation.objects.owned_by(user), pk=id)
+
+
+def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.order_by("created_at", "id")
+
+
+def message_get(*, user: AbstractBaseUser, id: int) -> Message:
+    return get_object_or_404(Message.objects.owned_by(user).select_related("conversation"), pk=id)
+
+
+def conversation_context(*, conversation: Conversation, budget_chars: int) -> list[dict]:
+    """The latest earlier turns that fit the budget, oldest first, as OpenAI chat messages."""
+    turns: list[dict] = []
+    used = 0
+    recent = conversation.messages.exclude(content="").order_by("-created_at", "-id")
+    for role, content in recent.values_list("role", "content")[:500]:
+        used += len(content)
+        if used > budget_chars:
+            break
+        turns.append({"role": role, "content": content})
+    turns.reverse()
+    return turns
+

@@ -1,0 +1,36 @@
+"""Models to the JSON shapes of PROTOCOL.md."""
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from . import generation, selectors
+from .models import Conversation, Message
+
+
+def conversation(c: Conversation) -> dict:
+    return {
+        "id": c.pk,
+        "title": c.title,
+        "created_at": c.created_at.isoformat(),
+        "updated_at": c.updated_at.isoformat(),
+    }
+
+
+def message(m: Message) -> dict:
+    data = {
+        "id": m.pk,
+        "role": m.role,
+        "content": m.content,
+        "status": m.status,
+        "created_at": m.created_at.isoformat(),
+        "stats": m.stats(),
+    }
+    if m.status == Message.Status.STREAMING and (gen := generation.running(m.pk)):
+        # The live text rather than the last checkpoint, with the event id it reaches, so a
+        # client can show it and re-attach with Last-Event-ID without a gap or a double.
+        data["content"], data["last_event_id"] = gen.snapshot()
+    return data
+
+
+def conversation_detail(*, user: AbstractBaseUser, id: int) -> dict:
+    c = selectors.conversation_get(user=user, id=id)
+    return {**conversation(c), "messages": [message(m) for m in selectors.conversation_messages(conversation=c)]}

@@ -1,0 +1,185 @@
+"""Writes and actions. Keyword-only, named <entity>_<action>; views call exactly one."""
+
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from . import generation, recovery, selectors, sse
+from .generation import Generation
+from .models import Conversation, Message
+from .worker import WORKER_ID
+
+
+class ServiceError(Exception):
+    """A request the service refuses; views answer it as JSON `{"error": {code, message}}`."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+def conversation_create(*, user: AbstractBaseUser, title: object = "") -> Conversation:
+    return Conversation.objects.create(owner=user, title=_clean_title(title))
+
+
+async def conversation_delete(*, user: AbstractBaseUser, id: int) -> None:
+    """Delete a conversation, stopping any answer still streaming in it first."""
+    conversation = await sync_to_async(selectors.conversation_get)(user=user, id=id)
+    async for message_id in conversation.messages.streaming().values_list("id", flat=True):
+        if gen := generation.running(message_id):
+            gen.stop(Message.Status.CANCELLED)
+            await gen.wait(timeout=5)
+    await conversation.adelete()
+
+
+def _clean_title(title: object) -> str:
+    if title is None:
+        return ""
+    if not isinstance(title, str):
+        raise ServiceError("invalid_title", "title must be a string.")
+    title = " ".join(title.split())
+    if len(title) > settings.CHAT_MAX_TITLE_CHARS:
+        raise ServiceError("title_too_long", f"title is longer than {settings.CHAT_MAX_TITLE_CHARS} characters.")
+    return title
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content: object) -> Generation:
+    """Store the user's message and an empty streaming answer, and start generating it."""
+    user_message, answer, prompt = await sync_to_async(_message_post)(
+        user=user, conversation_id=conversation_id, content=content
+    )
+    gen = Generation(
+        message_id=answer.pk,
+        conversation_id=conversation_id,
+        user_message_id=user_message.pk,
+        model=answer.model,
+        prompt=prompt,
+    )
+    gen.start()
+    return gen
+
+
+@transaction.atomic
+def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: object) -> tuple[Message, Message, list]:
+    content = _clean_content(content)
+    conversation = selectors.conversation_get(user=user, id=conversation_id)
+    if conversation.messages.streaming().exists():
+        raise ServiceError(
+            "answer_in_progress", "An answer is still streaming in this conversation; stop it first.", 409
+        )
+    context = selectors.conversation_context(
+        conversation=conversation, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
+    )
+    prompt = [
+        *([{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT}] if settings.CHAT_SYSTEM_PROMPT else []),
+        *context,
+        {"role": "user", "content": content},
+    ]
+    user_message = conversation.messages.create(role=Message.Role.USER, content=content)
+    answer = conversation.messages.create(
+        role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model=settings.CHAT_MODEL, worker=WORKER_ID
+    )
+    if not conversation.title:
+        conversation.title = _title_from(content)
+    conversation.save(update_fields=["title", "updated_at"])
+    return user_message, answer, prompt
+
+
+def _clean_content(content: object) -> str:
+    if content is None:
+        raise ServiceError("content_required", "content is required.")
+    if not isinstance(content, str):
+        raise ServiceError("invalid_content", "content must be a string.")
+    if not content.strip():
+        raise ServiceError("content_empty", "content must not be empty.")
+    if len(content) > settings.CHAT_MAX_CONTENT_CHARS:
+        raise ServiceError(
+            "content_too_long", f"content is longer than {settings.CHAT_MAX_CONTENT_CHARS} characters.", 413
+        )
+    return content
+
+
+def _title_from(content: str, limit: int = 60) -> str:
+    words = " ".join(content.split())
+    return words if len(words) <= limit else words[: limit - 1].rstrip() + "…"
+
+
+async def answer_stop(*, user: AbstractBaseUser, message_id: int) -> str:
+    """Stop an answer (idempotent) and return its status once it is stored."""
+    message = await _answer_get(user=user, message_id=message_id)
+    if gen := generation.running(message.pk):
+        gen.stop(Message.Status.CANCELLED)
+        await gen.wait(timeout=5)
+        return gen.status
+    if message.status == Message.Status.STREAMING:
+        return await recovery.settle_orphan(message)
+    return message.status
+
+
+async def answer_follow(*, user: AbstractBaseUser, message_id: int, after: int) -> AsyncIterator[bytes]:
+    """The SSE body for a (re)attaching client: live from the log, or replayed from the database."""
+    message = await _answer_get(user=user, message_id=message_id)
+    if gen := generation.running(message.pk):
+        return gen.follow(after)
+    if message.status == Message.Status.STREAMING:
+        await recovery.settle_orphan(message)
+        await message.arefresh_from_db()
+    return _replay(message, after)
+
+
+async def _replay(message: Message, after: int) -> AsyncIterator[bytes]:
+    yield sse.encode_retry(settings.CHAT_RETRY_MS)
+    yield b"".join(await sync_to_async(replay_frames)(message, after))
+
+
+def replay_frames(message: Message, after: int = 0) -> list[bytes]:
+    """A stored answer as the very events it streamed (same ids), after `after`."""
+    events: list[tuple[str, dict]] = [
+        ("start", {
+            "message_id": message.pk,
+            "conversation_id": message.conversation_id,
+            "user_message_id": _user_message_id(message),
+            "model": message.model,
+        }),
+    ]
+    events += [("token", {"text": text}) for text in _stored_chunks(message)]
+    if message.error_code:
+        events.append(("error", {"code": message.error_code, "message": message.error_message, "recoverable": True}))
+    events.append(("done", {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()}))
+    return [sse.encode_event(seq, name, data) for seq, (name, data) in enumerate(events, 1) if seq > after]
+
+
+def _stored_chunks(message: Message) -> list[str]:
+    content, lengths = message.content, message.chunks or []
+    if sum(lengths) != len(content):  # no usable chunk map: one event holds it all
+        return [content] if content else []
+    chunks, start = [], 0
+    for n in lengths:
+        chunks.append(content[start : start + n])
+        start += n
+    return chunks
+
+
+def _user_message_id(message: Message) -> int | None:
+    return (
+        Message.objects.filter(conversation_id=message.conversation_id, role=Message.Role.USER, id__lt=message.pk)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+async def _answer_get(*, user: AbstractBaseUser, message_id: int) -> Message:
+    message = await sync_to_async(selectors.message_get)(user=user, id=message_id)
+    if message.role != Message.Role.ASSISTANT:
+        raise ServiceError("not_an_answer", "Only assistant messages stream.", 400)
+    return message

@@ -1,0 +1,145 @@
+"""Thin HTTP views: parse, call one service, answer (JSON, or an SSE stream)."""
+
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.csrf import csrf_failure as django_csrf_failure
+
+from . import selectors, serializers, services, sse
+from .services import ServiceError
+
+
+def error_response(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def api(*methods: str) -> Callable:
+    """An async JSON endpoint: login required, the given methods only, errors as JSON."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                response = error_response(
+                    "method_not_allowed", f"{request.method} is not allowed here.", 405
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            request.user = await request.auser()
+            if not request.user.is_authenticated:
+                return error_response("not_authenticated", "Log in first.", 401)
+            try:
+                return await view(request, *args, **kwargs)
+            except ServiceError as exc:
+                return error_response(exc.code, exc.message, exc.status)
+            except Http404:
+                return error_response("not_found", "No such object.", 404)
+
+        return wrapper
+
+    return decorator
+
+
+def read_json(request: HttpRequest) -> dict:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ServiceError("body_too_large", "The request body is too large.", 413) from None
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceError("invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ServiceError("invalid_json", "The request body must be a JSON object.")
+    return data
+
+
+def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must pass each event through at once
+    return response
+
+
+# --- JSON API ---------------------------------------------------------------------------------
+
+
+@api("GET", "POST")
+async def conversations(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        data = read_json(request)
+        conversation = await sync_to_async(services.conversation_create)(
+            user=request.user, title=data.get("title", "")
+        )
+        return JsonResponse(serializers.conversation(conversation), status=201)
+    items = await sync_to_async(
+        lambda: [serializers.conversation(c) for c in selectors.conversation_list(user=request.user)]
+    )()
+    return JsonResponse({"conversations": items})
+
+
+@api("GET", "DELETE")
+async def conversation(request: HttpRequest, id: int) -> HttpResponse:
+    if request.method == "DELETE":
+        await services.conversation_delete(user=request.user, id=id)
+        return HttpResponse(status=204)
+    return JsonResponse(await sync_to_async(serializers.conversation_detail)(user=request.user, id=id))
+
+
+@api("POST")
+async def messages(request: HttpRequest, id: int) -> HttpResponse:
+    data = read_json(request)
+    gen = await services.answer_start(user=request.user, conversation_id=id, content=data.get("content"))
+    return sse_response(gen.follow(after=0))
+
+
+@api("GET")
+async def message_stream(request: HttpRequest, id: int) -> HttpResponse:
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    try:
+        after = sse.parse_last_event_id(raw) or 0
+    except ValueError:
+        raise ServiceError("invalid_last_event_id", "Last-Event-ID must be a non-negative integer.") from None
+    return sse_response(await services.answer_follow(user=request.user, message_id=id, after=after))
+
+
+@api("POST")
+async def message_cancel(request: HttpRequest, id: int) -> HttpResponse:
+    status = await services.answer_stop(user=request.user, message_id=id)
+    return JsonResponse({"status": status}, status=202)
+
+
+async def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return error_response("not_found", f"No API endpoint at {request.path}.", 404)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response("csrf_failed", f"CSRF check failed: {reason}", 403)
+    return django_csrf_failure(request, reason=reason)
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@login_required
+def chat_page(request: HttpRequest, id: int | None = None) -> HttpResponse:
+    if id is not None:
+        selectors.conversation_get(user=request.user, id=id)  # 404 for anything not theirs
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "conversation_id": id,
+            "chat_config": {"max_content_chars": settings.CHAT_MAX_CONTENT_CHARS},
+        },
+    )

@@ -1,0 +1,165 @@
+"""Settings for chatsite: every knob is an environment variable with a safe dev default."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+# The dev default is public on purpose; production sets DJANGO_SECRET_KEY.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [
+    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+]
+
+# No GZipMiddleware: it must never touch text/event-stream.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+ASGI_APPLICATION = "chatsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite is tuned for many concurrent answers: WAL lets readers run beside the one writer,
+# IMMEDIATE transactions take the write lock up front (no deadlocking lock upgrades), and
+# the busy timeout makes a writer wait its turn instead of failing with "database is locked".
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"chat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")}},
+}
+
+# --- The upstream model -------------------------------------------------------------------
+# Unset OPENAI_BASE_URL means the embedded SmolLM2 server that `manage.py runchat` starts.
+CHAT_EMBEDDED_HOST = "127.0.0.1"
+CHAT_EMBEDDED_PORT = env_int("CHAT_EMBEDDED_PORT", 8089)
+CHAT_EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or (
+    f"http://{CHAT_EMBEDDED_HOST}:{CHAT_EMBEDDED_PORT}/v1"
+)
+CHAT_EMBEDDED = not os.environ.get("OPENAI_BASE_URL")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "sk-no-key-needed")
+CHAT_MODEL = os.environ.get("CHAT_MODEL", CHAT_EMBEDDED_MODEL)
+CHAT_SYSTEM_PROMPT = os.environ.get("CHAT_SYSTEM_PROMPT", "You are a helpful assistant.")
+
+# --- Limits and timings ---------------------------------------------------------------------
+CHAT_MAX_CONTENT_CHARS = env_int("CHAT_MAX_CONTENT_CHARS", 32_000)
+CHAT_MAX_TITLE_CHARS = 200
+CHAT_CONTEXT_CHARS = env_int("CHAT_CONTEXT_CHARS", 8_000)  # earlier turns sent upstream
+CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024)
+CHAT_DETACH_GRACE_S = env_float("CHAT_DETACH_GRACE_S", 5.0)
+CHAT_CHECKPOINT_S = env_float("CHAT_CHECKPOINT_S", 1.0)
+CHAT_PING_S = env_float("CHAT_PING_S", 15.0)
+CHAT_RETRY_MS = env_int("CHAT_RETRY_MS", 2000)
+CHAT_UPSTREAM_CONNECT_TIMEOUT_S = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_S", 10.0)
+# Longest silence tolerated from the upstream, first token included (a big prompt on a CPU is slow).
+CHAT_UPSTREAM_READ_TIMEOUT_S = env_float("CHAT_UPSTREAM_READ_TIMEOUT_S", 120.0)
+# How long a finished answer's event log stays in memory for exact resume before the DB serves it.
+CHAT_LOG_RETENTION_S = env_float("CHAT_LOG_RETENTION_S", 60.0)

@@ -1,0 +1,8 @@
+"""WSGI entry point, for management tooling only: answers stream through ASGI (daphne)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+application = get_wsgi_application()
