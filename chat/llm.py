@@ -62,16 +62,23 @@ async def stream_chat(
         )
     except openai.APIError as exc:
         raise _translate(exc, started=False) from exc
+    finished = False
     try:
         async for chunk in stream:
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
             text = (choice.delta.content if choice.delta else None) or ""
+            finished = finished or bool(choice.finish_reason)
             if text or choice.finish_reason:
                 yield Delta(text=text, finish_reason=choice.finish_reason)
     except openai.APIError as exc:
         raise _translate(exc, started=True) from exc
+    else:
+        # Every OpenAI-compatible server ends an answer with a finish_reason. A body that just
+        # stops (a close-delimited response cut off) is a broken connection, not an answer.
+        if not finished:
+            raise UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
     finally:
         # Closing the response closes the HTTP connection: the upstream stops generating.
         await stream.close()
