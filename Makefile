@@ -31,6 +31,7 @@ $(VENV)/.test-deps: requirements-dev.txt $(VENV)/.run-deps
 .PHONY: run test lint format browser migrate
 run: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) ensure_login
 	$(MANAGE) runchat
 

@@ -1,0 +1,72 @@
+"""Nothing lost: a crashed worker's answers and a failing final save, on real processes."""
+
+import signal
+import sqlite3
+import time
+
+from tests.conftest import LIVE_ENV, PASSWORD
+from tests.live import Event, LiveApp, iter_sse, read_all, text_of
+
+
+def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_text(upstream, tmp_path):
+    upstream.push(tokens=1000, rate=40)
+    app = LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV}).start()
+    try:
+        app.create_user("erin", PASSWORD)
+        client = app.client("erin", PASSWORD)
+        cid = client.new_conversation()
+        seen = []
+        with client.post_stream(cid, "crash midway") as r:
+            for item in iter_sse(r.iter_lines()):
+                if isinstance(item, Event):
+                    seen.append(item)
+                if len(seen) == 25:  # ~0.6 s in: a few 0.2 s checkpoints have happened
+                    app.proc.send_signal(signal.SIGKILL)
+                    app.proc.wait()
+                    break
+        client.close()
+        checkpointed = client_answer_row(app, cid)
+        assert checkpointed[1] == "streaming" and checkpointed[0], "nothing was checkpointed"
+        app.proc = None
+        app.start()  # a new process on the same database
+        client = app.client("erin", PASSWORD)
+        answer = client.answer(cid)
+        assert answer["status"] == "interrupted"
+        assert answer["content"] == checkpointed[0]
+        relayed = answer["content"].count(" ")  # tokens the dead worker had relayed and stored
+        assert answer["content"] == "".join(f"w{i} " for i in range(relayed))
+        with client.resume_stream(seen[0].data["message_id"], 0) as r:
+            replay = read_all(r)
+        assert text_of(replay) == answer["content"] and replay[-1].data["status"] == "interrupted"
+        client.close()
+    finally:
+        app.stop()
+
+
+def test_a_failing_final_save_still_ends_the_stream_with_error_and_done(live, alice, upstream):
+    cid = alice.new_conversation()
+    with sqlite3.connect(live.db_path) as db:  # the database refuses to store this answer
+        db.execute(
+            "CREATE TRIGGER refuse_final BEFORE UPDATE ON chat_message "
+            f"WHEN NEW.conversation_id = {cid} AND NEW.status != 'streaming' "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    try:
+        upstream.push(tokens=5)
+        started = time.monotonic()
+        with alice.post_stream(cid, "save me") as r:
+            events = read_all(r)
+        assert time.monotonic() - started < 5  # it ended; it did not hang
+        assert [e.event for e in events[-2:]] == ["error", "done"]
+        assert events[-2].data["code"] == "storage_error"
+        assert events[-1].data["status"] == "error"
+    finally:
+        with sqlite3.connect(live.db_path) as db:
+            db.execute("DROP TRIGGER refuse_final")
+
+
+def client_answer_row(app: LiveApp, cid: int) -> tuple[str, str]:
+    with sqlite3.connect(app.db_path) as db:
+        return db.execute(
+            "SELECT content, status FROM chat_message WHERE conversation_id = ? AND role = 'assistant'", (cid,)
+        ).fetchone()
