@@ -52,9 +52,7 @@ def reset_client() -> None:
     _client = None
 
 
-async def stream_chat(
-    messages: list[dict], *, model: str, max_tokens: int
-) -> AsyncIterator[Delta]:
+async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> AsyncIterator[Delta]:
     """Yield the answer's deltas; the upstream connection is closed when the caller stops."""
     try:
         stream = await client().chat.completions.create(
@@ -90,9 +88,7 @@ def _translate(exc: openai.APIError, *, started: bool) -> UpstreamError:
     if isinstance(exc, openai.APIConnectionError):
         if started:
             return UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
-        return UpstreamError(
-            "upstream_unavailable", f"The model server at {settings.OPENAI_BASE_URL} is unreachable."
-        )
+        return UpstreamError("upstream_unavailable", f"The model server at {settings.OPENAI_BASE_URL} is unreachable.")
     if isinstance(exc, openai.APIStatusError):
         recoverable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
         detail = _status_detail(exc)

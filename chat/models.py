@@ -8,9 +8,7 @@ class ConversationQuerySet(models.QuerySet):
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: bumped whenever a message is posted.
@@ -86,9 +84,7 @@ class Message(models.Model):
         )
 
 
-def answer_stats(
-    *, ttft_ms: int | None, tokens: int, duration_ms: int | None, finish_reason: str, model: str
-) -> dict:
+def answer_stats(*, ttft_ms: int | None, tokens: int, duration_ms: int | None, finish_reason: str, model: str) -> dict:
     """The `stats` object of the API and of `done`; tokens/s counts from the first token on."""
     tokens_per_s = None
     if tokens and duration_ms and ttft_ms is not None:

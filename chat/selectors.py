@@ -35,4 +35,3 @@ def conversation_context(*, conversation: Conversation, budget_chars: int) -> li
         turns.append({"role": role, "content": content})
     turns.reverse()
     return turns
-

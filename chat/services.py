@@ -144,17 +144,22 @@ async def _replay(message: Message, after: int) -> AsyncIterator[bytes]:
 def replay_frames(message: Message, after: int = 0) -> list[bytes]:
     """A stored answer as the very events it streamed (same ids), after `after`."""
     events: list[tuple[str, dict]] = [
-        ("start", {
-            "message_id": message.pk,
-            "conversation_id": message.conversation_id,
-            "user_message_id": _user_message_id(message),
-            "model": message.model,
-        }),
+        (
+            "start",
+            {
+                "message_id": message.pk,
+                "conversation_id": message.conversation_id,
+                "user_message_id": _user_message_id(message),
+                "model": message.model,
+            },
+        ),
     ]
     events += [("token", {"text": text}) for text in _stored_chunks(message)]
     if message.error_code:
         events.append(("error", {"code": message.error_code, "message": message.error_message, "recoverable": True}))
-    events.append(("done", {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()}))
+    events.append(
+        ("done", {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()})
+    )
     return [sse.encode_event(seq, name, data) for seq, (name, data) in enumerate(events, 1) if seq > after]
 
 

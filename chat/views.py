@@ -27,9 +27,7 @@ def api(*methods: str) -> Callable:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method not in methods:
-                response = error_response(
-                    "method_not_allowed", f"{request.method} is not allowed here.", 405
-                )
+                response = error_response("method_not_allowed", f"{request.method} is not allowed here.", 405)
                 response["Allow"] = ", ".join(methods)
                 return response
             request.user = await request.auser()
@@ -77,9 +75,7 @@ def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
 async def conversations(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         data = read_json(request)
-        conversation = await sync_to_async(services.conversation_create)(
-            user=request.user, title=data.get("title", "")
-        )
+        conversation = await sync_to_async(services.conversation_create)(user=request.user, title=data.get("title", ""))
         return JsonResponse(serializers.conversation(conversation), status=201)
     items = await sync_to_async(
         lambda: [serializers.conversation(c) for c in selectors.conversation_list(user=request.user)]

@@ -85,7 +85,7 @@ class LiveApp:
 
     def start(self) -> "LiveApp":
         self.manage("migrate", "--noinput", "-v0")
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
             cwd=ROOT,

@@ -22,11 +22,13 @@ def transcript(user, other_user):
 
 
 def test_changelist_shows_counts_and_searches_titles_content_and_users(admin_client, transcript):
-    c, other = transcript
     page = admin_client.get("/admin/chat/conversation/").content.decode()
     assert "Rust lifetimes" in page and "Pizza dough" in page
     assert "last activity" in page.lower() and "messages" in page.lower()
-    for query, shown, hidden in [("levain", "Pizza dough", "Rust lifetimes"), ("carol", "Rust lifetimes", "Pizza dough")]:
+    for query, shown, hidden in [
+        ("levain", "Pizza dough", "Rust lifetimes"),
+        ("carol", "Rust lifetimes", "Pizza dough"),
+    ]:
         page = admin_client.get("/admin/chat/conversation/", {"q": query}).content.decode()
         assert shown in page and hidden not in page, query
 

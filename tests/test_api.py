@@ -124,7 +124,8 @@ async def test_the_content_limit_is_a_setting(client_for, user, app_settings):
 
 
 @pytest.mark.parametrize(
-    ("body", "code"), [({"title": 5}, "invalid_title"), ({"title": "t" * 201}, "title_too_long"), ("nope", "invalid_json")]
+    ("body", "code"),
+    [({"title": 5}, "invalid_title"), ({"title": "t" * 201}, "title_too_long"), ("nope", "invalid_json")],
 )
 async def test_bad_conversation_bodies_are_refused(client_for, user, body, code):
     client = await client_for(user)

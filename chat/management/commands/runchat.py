@@ -21,7 +21,9 @@ class Command(BaseCommand):
         model_server = None
         try:
             if settings.CHAT_EMBEDDED and not embedded.is_ready(settings.OPENAI_BASE_URL):
-                self.stdout.write(f"Starting the embedded model ({settings.CHAT_EMBEDDED_MODEL}) on {settings.OPENAI_BASE_URL} ...")
+                self.stdout.write(
+                    f"Starting the embedded model ({settings.CHAT_EMBEDDED_MODEL}) on {settings.OPENAI_BASE_URL} ..."
+                )
                 model_server = embedded.start(
                     host=settings.CHAT_EMBEDDED_HOST,
                     port=settings.CHAT_EMBEDDED_PORT,
