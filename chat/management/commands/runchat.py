@@ -1,11 +1,12 @@
 """Run the app: the embedded model server (unless OPENAI_BASE_URL is set) and daphne."""
 
 import signal
+import socket
 import subprocess
 import sys
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from chat import embedded
 
@@ -18,6 +19,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host: str, port: int, **options):
+        _check_port_free(host, port)
+        # Started in the background by a script, SIGINT arrives ignored: take both signals
+        # explicitly so that Ctrl-C and `kill` always stop the model server and daphne.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         model_server = None
         try:
             if settings.CHAT_EMBEDDED and not embedded.is_ready(settings.OPENAI_BASE_URL):
@@ -43,12 +49,11 @@ class Command(BaseCommand):
                 self.stdout.write("Stopped the embedded model.")
 
     def _wait(self, web: subprocess.Popen) -> None:
-        # Ctrl-C in a terminal reaches daphne too; from a plain `kill -INT` only we get it, so
-        # pass it on either way, and insist (SIGTERM, then SIGKILL) only if daphne lingers.
-        signal.signal(signal.SIGTERM, lambda *_: web.send_signal(signal.SIGINT))
         try:
             web.wait()
         except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches daphne too; a `kill` reaches only us: pass it on,
+            # and insist (SIGTERM, then SIGKILL) only if daphne lingers.
             web.send_signal(signal.SIGINT)
             try:
                 web.wait(15)
@@ -58,3 +63,17 @@ class Command(BaseCommand):
                     web.wait(5)
                 except subprocess.TimeoutExpired:
                     web.kill()
+        if web.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+            raise CommandError(f"daphne exited with code {web.returncode}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise CommandError(f"{host}:{port} is in use: is chatsite already running? (or pass --port)") from None
