@@ -7,6 +7,7 @@ them at start-up, and lazily whenever a client asks about one that nothing is ge
 
 import logging
 
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -52,6 +53,4 @@ async def settle_orphan(message: Message) -> str:
 
 
 async def _asettle(message_id: int) -> None:
-    from asgiref.sync import sync_to_async
-
     await sync_to_async(_settle)(Message.objects.streaming().filter(pk=message_id))

@@ -171,8 +171,15 @@ class ApiClient:
         self.http.close()
 
 
-def read_all(response: httpx.Response) -> list[Event]:
-    return [e for e in iter_sse(response.iter_lines()) if isinstance(e, Event)]
+def read_all(response: httpx.Response, limit: int | None = None) -> list[Event]:
+    """The events of a stream, to its end or until `limit` have arrived (then stop reading)."""
+    events: list[Event] = []
+    for item in iter_sse(response.iter_lines()):
+        if isinstance(item, Event):
+            events.append(item)
+            if len(events) == limit:
+                break
+    return events
 
 
 def text_of(events: list[Event]) -> str:

@@ -5,7 +5,7 @@ import sqlite3
 import time
 
 from tests.conftest import LIVE_ENV, PASSWORD
-from tests.live import Event, LiveApp, iter_sse, read_all, text_of
+from tests.live import LiveApp, read_all, text_of
 
 
 def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_text(upstream, tmp_path):
@@ -15,15 +15,10 @@ def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_t
         app.create_user("erin", PASSWORD)
         client = app.client("erin", PASSWORD)
         cid = client.new_conversation()
-        seen = []
         with client.post_stream(cid, "crash midway") as r:
-            for item in iter_sse(r.iter_lines()):
-                if isinstance(item, Event):
-                    seen.append(item)
-                if len(seen) == 25:  # ~0.6 s in: a few 0.2 s checkpoints have happened
-                    app.proc.send_signal(signal.SIGKILL)
-                    app.proc.wait()
-                    break
+            seen = read_all(r, limit=25)  # ~0.6 s in: a few 0.2 s checkpoints have happened
+            app.proc.send_signal(signal.SIGKILL)
+            app.proc.wait()
         client.close()
         checkpointed = client_answer_row(app, cid)
         assert checkpointed[1] == "streaming" and checkpointed[0], "nothing was checkpointed"

@@ -104,13 +104,8 @@ def test_cancel_is_idempotent_and_reports_the_final_status(alice, upstream):
 def test_disconnect_detaches_and_the_generation_stops_after_the_grace(alice, upstream):
     upstream.push(tokens=1000, rate=50)
     cid = alice.new_conversation()
-    received = []
     with alice.post_stream(cid, "then I leave") as r:
-        for item in iter_sse(r.iter_lines()):
-            if isinstance(item, Event):
-                received.append(item)
-                if len(received) == 6:
-                    break
+        received = read_all(r, limit=6)
     left_at = time.monotonic()  # the with-block closed the connection
     record = upstream.last()
     upstream.wait_for(lambda: record.client_closed_at, timeout=5, what="the upstream to be closed")
@@ -131,13 +126,8 @@ def test_disconnect_detaches_and_the_generation_stops_after_the_grace(alice, ups
 def test_resume_with_last_event_id_continues_live_without_gap_or_double(alice, upstream):
     upstream.push(tokens=60, rate=60)
     cid = alice.new_conversation()
-    first = []
     with alice.post_stream(cid, "resume me") as r:
-        for item in iter_sse(r.iter_lines()):
-            if isinstance(item, Event):
-                first.append(item)
-                if len(first) == 15:
-                    break
+        first = read_all(r, limit=15)
     with alice.resume_stream(first[0].data["message_id"], last_event_id=first[-1].id) as r:
         rest = read_all(r)
     assert rest[0].id == first[-1].id + 1
