@@ -33,7 +33,7 @@ run: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) ensure_login
-	$(MANAGE) runchat
+	$(MANAGE) runchat $(ARGS)
 
 migrate: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput

@@ -24,9 +24,7 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # The dev default is public on purpose; production sets DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [
-    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
-]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
     "daphne",
@@ -143,9 +141,7 @@ LOGGING = {
 CHAT_EMBEDDED_HOST = "127.0.0.1"
 CHAT_EMBEDDED_PORT = env_int("CHAT_EMBEDDED_PORT", 8089)
 CHAT_EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
-OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or (
-    f"http://{CHAT_EMBEDDED_HOST}:{CHAT_EMBEDDED_PORT}/v1"
-)
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or (f"http://{CHAT_EMBEDDED_HOST}:{CHAT_EMBEDDED_PORT}/v1")
 CHAT_EMBEDDED = not os.environ.get("OPENAI_BASE_URL")
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "sk-no-key-needed")
 CHAT_MODEL = os.environ.get("CHAT_MODEL", CHAT_EMBEDDED_MODEL)
