@@ -78,10 +78,16 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     model = embedded.start(
-        host="127.0.0.1", port=port, alias=settings.CHAT_EMBEDDED_MODEL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        host="127.0.0.1",
+        port=port,
+        alias=settings.CHAT_EMBEDDED_MODEL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    app = LiveApp(workdir, {"OPENAI_BASE_URL": "", "CHAT_EMBEDDED_PORT": str(port), "CHAT_MAX_TOKENS": str(args.max_tokens)})
+    app = LiveApp(
+        workdir, {"OPENAI_BASE_URL": "", "CHAT_EMBEDDED_PORT": str(port), "CHAT_MAX_TOKENS": str(args.max_tokens)}
+    )
     try:
         app.start()
         app.create_user("bench", "bench-password-1")
