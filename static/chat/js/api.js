@@ -1,0 +1,66 @@
+// The JSON API of PROTOCOL.md: one small function per call. Unsafe methods send the CSRF token.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code || "http_error";
+  }
+}
+
+/** The CSRF token: the `csrftoken` cookie, else the token of a form on the page. */
+export function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  if (match) return decodeURIComponent(match[1]);
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+/** Headers for a request; unsafe methods get X-CSRFToken. */
+export function requestHeaders(method, extra = {}) {
+  const headers = { Accept: "application/json", ...extra };
+  if (!["GET", "HEAD", "OPTIONS"].includes(method)) headers["X-CSRFToken"] = csrfToken();
+  return headers;
+}
+
+/** Turn a non-2xx response into an ApiError, reading the {"error": {code, message}} body. */
+export async function errorFromResponse(response) {
+  let code = "";
+  let message = "";
+  try {
+    const body = await response.json();
+    code = body?.error?.code || "";
+    message = body?.error?.message || "";
+  } catch {
+    // Not JSON (a proxy page, a crash): keep the status only.
+  }
+  if (response.status === 401 || response.status === 403) {
+    message ||= "Your session has ended. Please sign in again.";
+  }
+  return new ApiError(response.status, code, message || response.statusText);
+}
+
+async function apiJson(method, url, body) {
+  const init = { method, headers: requestHeaders(method), credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, init);
+  if (!response.ok) throw await errorFromResponse(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+export const listConversations = () =>
+  apiJson("GET", "/api/conversations/").then((body) => body.conversations);
+export const createConversation = (title) =>
+  apiJson("POST", "/api/conversations/", title ? { title } : {});
+export const getConversation = (id) => apiJson("GET", `/api/conversations/${id}/`);
+export const deleteConversation = (id) => apiJson("DELETE", `/api/conversations/${id}/`);
+export const cancelMessage = (id) => apiJson("POST", `/api/messages/${id}/cancel/`, {});
+
+export const postMessageUrl = (conversationId) => `/api/conversations/${conversationId}/messages/`;
+export const streamUrl = (messageId, lastEventId) =>
+  `/api/messages/${messageId}/stream/?last_event_id=${encodeURIComponent(lastEventId)}`;

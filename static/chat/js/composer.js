@@ -1,0 +1,78 @@
+// The message box: Enter sends, Shift+Enter adds a line, grows with its text, and refuses a
+// second submit while one is in flight.
+
+export function createComposer({ form, textarea, sendButton, stopButton, counter, maxChars, onSend, onStop }) {
+  let busy = false; // a message is being sent or answered
+
+  function canSend() {
+    const value = textarea.value;
+    return !busy && value.trim().length > 0 && value.length <= maxChars;
+  }
+
+  function refresh() {
+    sendButton.disabled = !canSend();
+    const length = textarea.value.length;
+    if (length > maxChars * 0.8) {
+      counter.textContent = `· ${length.toLocaleString()} / ${maxChars.toLocaleString()}`;
+      counter.classList.toggle("over", length > maxChars);
+    } else {
+      counter.textContent = "";
+    }
+  }
+
+  function autosize() {
+    textarea.style.height = "auto";
+    textarea.style.height = `${Math.min(textarea.scrollHeight, window.innerHeight * 0.4)}px`;
+  }
+
+  function submit() {
+    if (!canSend()) return;
+    const content = textarea.value;
+    busy = true; // set before anything async: a second Enter or click is ignored
+    refresh();
+    onSend(content);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  textarea.addEventListener("input", () => {
+    autosize();
+    refresh();
+  });
+  stopButton.addEventListener("click", () => onStop());
+
+  return {
+    /** busy: sending or streaming; streaming: show Stop. */
+    setState({ busy: isBusy, streaming }) {
+      busy = isBusy;
+      stopButton.hidden = !streaming;
+      refresh();
+    },
+    clear() {
+      textarea.value = "";
+      autosize();
+      refresh();
+    },
+    restore(content) {
+      if (!textarea.value) textarea.value = content;
+      autosize();
+      refresh();
+    },
+    focus() {
+      textarea.focus();
+    },
+    enable() {
+      textarea.disabled = false;
+      refresh();
+      textarea.focus();
+    },
+  };
+}

@@ -1,0 +1,154 @@
+// The DOM of one message. User text goes in with textContent; assistant text through the
+// Markdown view (sanitized). An assistant message being streamed buffers its tokens and commits
+// them at most once per frame.
+
+import { createMarkdownView } from "./markdown.js";
+import { chatStats, createFrameBatcher, placeCaret, removeCaret } from "./render.js";
+import { formatStats, statusLabel } from "./format.js";
+
+function element(tag, className, attrs = {}) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+  return el;
+}
+
+/** A user message: plain text, never parsed. */
+export function createUserMessage({ id = null, content, status = "complete" }) {
+  const root = element("article", "message", { "data-testid": "message", "data-role": "user", "data-status": status });
+  if (id != null) root.dataset.messageId = id;
+  const label = element("h3", "visually-hidden");
+  label.textContent = "You said:";
+  const text = element("div", "message-text", { "data-testid": "message-text" });
+  text.textContent = content;
+  root.append(label, text);
+  return { root, content, setId: (value) => (root.dataset.messageId = value) };
+}
+
+/**
+ * An assistant message. onCommit() runs after each DOM commit (to keep the scroll position);
+ * onRetry() is what the Retry button of an error does.
+ */
+export function createAssistantMessage({ id = null, content = "", status = "streaming", stats = null, onCommit = () => {} }) {
+  const root = element("article", "message", { "data-testid": "message", "data-role": "assistant", "data-status": status });
+  if (id != null) root.dataset.messageId = id;
+  const label = element("h3", "visually-hidden");
+  label.textContent = "Assistant said:";
+  const text = element("div", "message-text md", { "data-testid": "message-text" });
+  const errorBox = element("div", "message-error", { role: "alert" });
+  errorBox.hidden = true;
+  const meta = element("div", "message-meta");
+  const copyButton = element("button", "btn copy-btn", { type: "button", "data-testid": "copy" });
+  copyButton.textContent = "Copy";
+  copyButton.setAttribute("aria-label", "Copy answer");
+  const statusEl = element("span", "message-status");
+  const statsEl = element("span", "message-stats");
+  meta.append(copyButton, statusEl, statsEl);
+  root.append(label, text, errorBox, meta);
+
+  const view = createMarkdownView(text);
+  let buffer = content; // everything received
+  let shown = ""; // what the DOM shows (the last commit)
+  let streaming = status === "streaming";
+  const batcher = createFrameBatcher(commit);
+
+  function commit() {
+    view.update(buffer, { final: !streaming });
+    shown = buffer;
+    if (streaming) placeCaret(text);
+    else removeCaret(text);
+    onCommit();
+  }
+
+  function appendToken(piece) {
+    if (!piece) return;
+    buffer += piece;
+    chatStats.tokens += 1;
+    batcher.request();
+  }
+
+  function setStatus(value) {
+    root.dataset.status = value;
+    const label = statusLabel(value);
+    statusEl.textContent = label;
+    statusEl.hidden = !label;
+  }
+
+  /** Back to streaming (a resumed answer): the last block is open again, so rebuild it. */
+  function resume() {
+    streaming = true;
+    setStatus("streaming");
+    view.clear();
+    batcher.request();
+  }
+
+  /** The answer ended: render everything, drop the caret, show how it ended. */
+  function finish({ status: finalStatus, stats: finalStats, finish_reason: reason } = {}) {
+    streaming = false;
+    setStatus(finalStatus || "complete");
+    showStats(finalStats, reason);
+    commit(); // one final, synchronous commit: correct even in a hidden tab
+  }
+
+  function showStats(value, reason) {
+    const line = formatStats(value, reason);
+    statsEl.textContent = line;
+    statsEl.hidden = !line;
+  }
+
+  /** An inline error under the partial answer, with an optional action button. */
+  function showError(message, action = null) {
+    errorBox.replaceChildren();
+    const p = element("p");
+    p.textContent = message;
+    errorBox.append(p);
+    if (action) {
+      const button = element("button", "btn", { type: "button" });
+      button.textContent = action.label;
+      button.addEventListener("click", () => {
+        clearError();
+        action.run();
+      });
+      errorBox.append(button);
+    }
+    errorBox.hidden = false;
+  }
+
+  function clearError() {
+    errorBox.hidden = true;
+    errorBox.replaceChildren();
+  }
+
+  /** Start over with new content (e.g. a replay from the first event). */
+  function resetContent(value = "") {
+    buffer = value;
+    shown = "";
+    view.clear();
+    batcher.request();
+  }
+
+  setStatus(status);
+  showStats(stats, stats?.finish_reason);
+  if (content || streaming) commit();
+
+  return {
+    root,
+    appendToken,
+    finish,
+    showError,
+    clearError,
+    resetContent,
+    setStatus,
+    resume,
+    dispose: () => batcher.dispose(),
+    /** Mid-answer: the text on screen; after it: the whole Markdown source. */
+    copyText: () => (streaming ? shown : buffer),
+    get text() {
+      return buffer;
+    },
+    get streaming() {
+      return streaming;
+    },
+    setId: (value) => (root.dataset.messageId = value),
+  };
+}
