@@ -65,3 +65,32 @@ def client_answer_row(app: LiveApp, cid: int) -> tuple[str, str]:
         return db.execute(
             "SELECT content, status FROM chat_message WHERE conversation_id = ? AND role = 'assistant'", (cid,)
         ).fetchone()
+
+
+def test_checkpoints_are_periodic_prefixes_never_a_write_per_token(live, alice, upstream):
+    """100 tokens over ~1 s with 0.2 s checkpoints: a handful of writes, each a prefix of the answer."""
+    cid = alice.new_conversation()
+    with sqlite3.connect(live.db_path) as db:  # log every write of this conversation's answer
+        db.execute("CREATE TABLE answer_writes (content TEXT, status TEXT)")
+        db.execute(
+            "CREATE TRIGGER log_answer_writes AFTER UPDATE ON chat_message "
+            f"WHEN NEW.conversation_id = {cid} AND NEW.role = 'assistant' "
+            "BEGIN INSERT INTO answer_writes VALUES (NEW.content, NEW.status); END"
+        )
+    try:
+        upstream.push(tokens=100, rate=100)
+        with alice.post_stream(cid, "count the writes") as r:
+            events = read_all(r)
+        with sqlite3.connect(live.db_path) as db:
+            writes = db.execute("SELECT content, status FROM answer_writes").fetchall()
+    finally:
+        with sqlite3.connect(live.db_path) as db:
+            db.execute("DROP TRIGGER log_answer_writes")
+            db.execute("DROP TABLE answer_writes")
+    final = text_of(events)
+    checkpoints = [content for content, status in writes if status == "streaming"]
+    assert writes[-1] == (final, "complete")  # the final save, once
+    assert sum(status != "streaming" for _, status in writes) == 1
+    assert 2 <= len(checkpoints) <= 8  # ~1 s / 0.2 s, not 100
+    assert all(final.startswith(c) for c in checkpoints)
+    assert checkpoints == sorted(checkpoints, key=len)

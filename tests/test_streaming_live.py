@@ -4,6 +4,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.live import Event, iter_sse, read_all, text_of
 
@@ -186,15 +187,18 @@ def test_stalled_upstream_times_out_with_an_error(alice, upstream):
     assert upstream.last().client_closed_at is not None
 
 
-def test_upstream_http_error_before_the_first_token_is_an_sse_error(alice, upstream):
-    upstream.push(status=503)
+@pytest.mark.parametrize(("status", "recoverable"), [(503, True), (429, True), (400, False)])
+def test_upstream_http_error_before_the_first_token_is_an_sse_error(alice, upstream, status, recoverable):
+    upstream.push(status=status)
     cid = alice.new_conversation()
     with alice.post_stream(cid, "anyone there?") as r:
         assert r.status_code == 200
         events = read_all(r)
     assert [e.event for e in events] == ["start", "error", "done"]
-    assert events[1].data["code"] == "upstream_error" and "503" in events[1].data["message"]
-    assert events[1].data["recoverable"] is True
+    error = events[1].data
+    assert error["code"] == "upstream_error" and str(status) in error["message"]
+    assert "scripted failure" in error["message"]  # the upstream's own words reach the user
+    assert error["recoverable"] is recoverable
     assert alice.answer(cid)["status"] == "error"
 
 
