@@ -212,3 +212,21 @@ async def _send_json(writer: asyncio.StreamWriter, status: int, data: dict) -> N
         + payload
     )
     await writer.drain()
+
+
+def main() -> None:
+    """Run standalone (for benchmarks, in a process of its own): prints the port, serves until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tokens", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=0.0)
+    args = parser.parse_args()
+    server = ScriptedUpstream(port=args.port, default=Script(tokens=args.tokens, rate=args.rate)).start()
+    print(server.port, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
