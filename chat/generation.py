@@ -49,6 +49,8 @@ class Generation:
     _task: asyncio.Task | None = None
     _pump: asyncio.Task | None = None
     _grace: asyncio.TimerHandle | None = None
+    _done_seq: int = 0
+    _done_data: dict = field(default_factory=dict)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -108,6 +110,9 @@ class Generation:
                     seq += len(frames)
                     yield b"".join(frames)
                 elif closed:
+                    if seq > self._done_seq:
+                        # The client is past our last event (a bogus id): it must still end.
+                        yield sse.encode_event(seq + 1, "done", self._done_data)
                     return
                 else:
                     yield sse.PING
@@ -165,8 +170,9 @@ class Generation:
             if delta.text:
                 if self.ttft_ms is None:
                     self.ttft_ms = self._elapsed_ms()
-                self.parts.append(delta.text)
+                # Log first: if the event cannot be sent, the text must not be stored either.
                 self.log.append("token", {"text": delta.text})
+                self.parts.append(delta.text)
             if delta.finish_reason:
                 self.finish_reason = delta.finish_reason
 
@@ -198,9 +204,8 @@ class Generation:
             if ending.error is not None:
                 err = ending.error
                 self.log.append("error", {"code": err.code, "message": err.message, "recoverable": err.recoverable})
-            self.log.append(
-                "done", {"status": result.status, "finish_reason": result.finish_reason, "stats": result.stats()}
-            )
+            self._done_data = {"status": result.status, "finish_reason": result.finish_reason, "stats": result.stats()}
+            self._done_seq = self.log.append("done", self._done_data)
         finally:
             self.status = ending.status
             self.log.close()
@@ -217,6 +222,7 @@ class Generation:
             duration_ms=self._elapsed_ms(),
             error_code=ending.error.code if ending.error else "",
             error_message=ending.error.message if ending.error else "",
+            error_recoverable=ending.error.recoverable if ending.error else True,
         )
 
     def _elapsed_ms(self) -> int:
@@ -233,3 +239,11 @@ def running(message_id: int) -> Generation | None:
 
 def running_count() -> int:
     return len(_running)
+
+
+async def stop_all(timeout: float = 10.0) -> None:
+    """Worker shutdown: end every answer here as `interrupted` and wait for the final saves."""
+    generations = list(_running.values())
+    for gen in generations:
+        gen.stop(Status.INTERRUPTED)
+    await asyncio.gather(*(gen.wait(timeout) for gen in generations))

@@ -1,5 +1,6 @@
 """The one place that talks to the OpenAI-compatible upstream (embedded SmolLM2, vLLM, OpenAI...)."""
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -61,13 +62,16 @@ async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> A
     except openai.APIError as exc:
         raise _translate(exc, started=False) from exc
     finished = False
+    surrogates = SurrogateJoiner()
     try:
         async for chunk in stream:
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
-            text = (choice.delta.content if choice.delta else None) or ""
+            text = surrogates.feed((choice.delta.content if choice.delta else None) or "")
             finished = finished or bool(choice.finish_reason)
+            if choice.finish_reason:
+                text += surrogates.flush()
             if text or choice.finish_reason:
                 yield Delta(text=text, finish_reason=choice.finish_reason)
     except openai.APIError as exc:
@@ -80,6 +84,39 @@ async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> A
     finally:
         # Closing the response closes the HTTP connection: the upstream stops generating.
         await stream.close()
+
+
+class SurrogateJoiner:
+    """Make streamed text valid Unicode.
+
+    An upstream may split an astral character (an emoji) into two JSON `\\u` escapes in two
+    chunks, which decode to lone surrogates that cannot be encoded as UTF-8. Hold a trailing
+    high surrogate for the next chunk, join pairs, and replace any left alone with U+FFFD.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        if text.isascii() and not self._pending:  # the usual case, kept cheap
+            return text
+        text, self._pending = self._pending + text, ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._pending = text[:-1], text[-1]
+        return _fix_surrogates(text)
+
+    def flush(self) -> str:
+        text, self._pending = self._pending, ""
+        return _fix_surrogates(text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _fix_surrogates(text: str) -> str:
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _translate(exc: openai.APIError, *, started: bool) -> UpstreamError:

@@ -55,6 +55,7 @@ class Message(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    error_recoverable = models.BooleanField(default=True)
     # Length of each streamed `token` event's text, in order: lets a finished answer be
     # replayed from the database with the very event ids the client saw live.
     chunks = models.JSONField(default=list, blank=True)

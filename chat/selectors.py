@@ -11,8 +11,9 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
     return Conversation.objects.owned_by(user).order_by("-updated_at", "-id")
 
 
-def conversation_get(*, user: AbstractBaseUser, id: int) -> Conversation:
-    return get_object_or_404(Conversation.objects.owned_by(user), pk=id)
+def conversation_get(*, user: AbstractBaseUser, id: int, for_update: bool = False) -> Conversation:
+    qs = Conversation.objects.owned_by(user)
+    return get_object_or_404(qs.select_for_update() if for_update else qs, pk=id)
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:

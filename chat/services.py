@@ -71,7 +71,9 @@ async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content:
 @transaction.atomic
 def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: object) -> tuple[Message, Message, list]:
     content = _clean_content(content)
-    conversation = selectors.conversation_get(user=user, id=conversation_id)
+    # Lock the conversation row so that two posts cannot both see "nothing streaming" (on
+    # PostgreSQL; SQLite's IMMEDIATE transactions serialise writers already).
+    conversation = selectors.conversation_get(user=user, id=conversation_id, for_update=True)
     if conversation.messages.streaming().exists():
         raise ServiceError(
             "answer_in_progress", "An answer is still streaming in this conversation; stop it first.", 409
@@ -156,10 +158,14 @@ def replay_frames(message: Message, after: int = 0) -> list[bytes]:
     ]
     events += [("token", {"text": text}) for text in _stored_chunks(message)]
     if message.error_code:
-        events.append(("error", {"code": message.error_code, "message": message.error_message, "recoverable": True}))
-    events.append(
-        ("done", {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()})
-    )
+        error = {"code": message.error_code, "message": message.error_message, "recoverable": message.error_recoverable}
+        events.append(("error", error))
+    done = {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()}
+    events.append(("done", done))
+    if after >= len(events):
+        # The client saw more than was stored (its worker died between checkpoints) or sent a
+        # bogus id: repeat `done`, numbered past its id, so that it still learns how it ended.
+        return [sse.encode_event(after + 1, "done", done)]
     return [sse.encode_event(seq, name, data) for seq, (name, data) in enumerate(events, 1) if seq > after]
 
 

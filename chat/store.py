@@ -2,10 +2,16 @@
 
 Both are single UPDATE statements (short transactions, no read-modify-write), so hundreds of
 answers can checkpoint on SQLite without "database is locked".
+
+They run in asgiref's shared sync thread, outside any request, so nothing closes a broken or
+expired connection for them the way request_started/finished does for views: each write does
+that check itself, and a write that meets a dropped connection is retried once on a new one.
 """
 
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from .models import Message, answer_stats
@@ -21,6 +27,7 @@ class Result:
     duration_ms: int
     error_code: str = ""
     error_message: str = ""
+    error_recoverable: bool = True
 
     def stats(self) -> dict:
         return answer_stats(
@@ -34,18 +41,19 @@ class Result:
 
 async def checkpoint(message_id: int, parts: list[str], *, ttft_ms: int | None) -> None:
     """Store the text so far; a no-op once the answer is final (a late checkpoint loses)."""
-    await Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).aupdate(
+    await sync_to_async(_update)(
+        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING),
         content="".join(parts),
         chunks=[len(p) for p in parts],
         tokens=len(parts),
         ttft_ms=ttft_ms,
-        updated_at=timezone.now(),
     )
 
 
 async def finalise(message_id: int, parts: list[str], result: Result) -> None:
     """Store exactly the streamed text with the reason it ended."""
-    await Message.objects.filter(pk=message_id).aupdate(
+    await sync_to_async(_update)(
+        Message.objects.filter(pk=message_id),
         content="".join(parts),
         chunks=[len(p) for p in parts],
         status=result.status,
@@ -56,5 +64,16 @@ async def finalise(message_id: int, parts: list[str], result: Result) -> None:
         duration_ms=result.duration_ms,
         error_code=result.error_code,
         error_message=result.error_message,
-        updated_at=timezone.now(),
+        error_recoverable=result.error_recoverable,
     )
+
+
+def _update(qs, **fields) -> int:
+    close_old_connections()
+    try:
+        return qs.update(**fields, updated_at=timezone.now())
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block or connection.is_usable():
+            raise  # the database said no (locked, constraint...): not a dropped connection
+        connection.close()
+        return qs.update(**fields, updated_at=timezone.now())

@@ -171,15 +171,25 @@ class ApiClient:
         self.http.close()
 
 
+class EventStream:
+    """An SSE response read in parts: the first N events, then (after doing something) the rest."""
+
+    def __init__(self, response: httpx.Response):
+        self._items = iter_sse(response.iter_lines())
+
+    def events(self, limit: int | None = None) -> list[Event]:
+        """Events until the stream ends or `limit` have arrived (then stop reading)."""
+        events: list[Event] = []
+        for item in self._items:
+            if isinstance(item, Event):
+                events.append(item)
+                if len(events) == limit:
+                    break
+        return events
+
+
 def read_all(response: httpx.Response, limit: int | None = None) -> list[Event]:
-    """The events of a stream, to its end or until `limit` have arrived (then stop reading)."""
-    events: list[Event] = []
-    for item in iter_sse(response.iter_lines()):
-        if isinstance(item, Event):
-            events.append(item)
-            if len(events) == limit:
-                break
-    return events
+    return EventStream(response).events(limit)
 
 
 def text_of(events: list[Event]) -> str:

@@ -5,7 +5,7 @@ import sqlite3
 import time
 
 from tests.conftest import LIVE_ENV, PASSWORD
-from tests.live import LiveApp, read_all, text_of
+from tests.live import EventStream, LiveApp, read_all, text_of
 
 
 def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_text(upstream, tmp_path):
@@ -94,3 +94,28 @@ def test_checkpoints_are_periodic_prefixes_never_a_write_per_token(live, alice, 
     assert 2 <= len(checkpoints) <= 8  # ~1 s / 0.2 s, not 100
     assert all(final.startswith(c) for c in checkpoints)
     assert checkpoints == sorted(checkpoints, key=len)
+
+
+def test_a_worker_shutdown_stores_answers_in_flight_as_interrupted(upstream, tmp_path):
+    """SIGTERM (a deploy): the answer is stored at once, exactly as far as it was streamed."""
+    upstream.push(tokens=1000, rate=40)
+    env = {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV, "CHAT_CHECKPOINT_S": "30"}  # no checkpoint helps
+    app = LiveApp(tmp_path, env).start()
+    try:
+        app.create_user("hana", PASSWORD)
+        client = app.client("hana", PASSWORD)
+        cid = client.new_conversation()
+        with client.post_stream(cid, "deploy during this") as r:
+            stream = EventStream(r)
+            seen = stream.events(limit=20)
+            app.proc.send_signal(signal.SIGTERM)
+            seen += stream.events()  # the rest, until the server closes
+        assert app.proc.wait(15) is not None
+        content, status = client_answer_row(app, cid)
+        assert status == "interrupted"  # stored before the process exited, not at the next start
+        assert content == text_of(seen)
+        assert content == "".join(f"w{i} " for i in range(content.count(" "))) and len(content) > 40
+        assert seen[-1].event == "done" and seen[-1].data["status"] == "interrupted"
+        client.close()
+    finally:
+        app.stop()

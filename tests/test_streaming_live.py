@@ -154,6 +154,27 @@ def test_resume_of_a_finished_answer_replays_the_same_events_from_the_database(a
     assert tail[0].id == 6 and tail == [e for e in live_events if e.id > 5]
 
 
+def test_a_client_past_the_end_still_gets_done(alice, upstream):
+    """E.g. its worker died after streaming text it never stored: the stream must still end."""
+    upstream.push(tokens=3)
+    cid = alice.new_conversation()
+    with alice.post_stream(cid, "short") as r:
+        events = read_all(r)
+    with alice.resume_stream(events[0].data["message_id"], last_event_id=40) as r:
+        tail = read_all(r)
+    assert [(e.id, e.event) for e in tail] == [(41, "done")]
+    assert tail[0].data == events[-1].data
+
+
+def test_an_emoji_split_into_lone_surrogates_is_joined(alice, upstream):
+    upstream.push(tokens=["a", "\ud83d", "\ude00", "b", "\udc00"])  # JSON escapes, one half per chunk
+    cid = alice.new_conversation()
+    with alice.post_stream(cid, "emoji") as r:
+        events = read_all(r)
+    assert events[-1].data["status"] == "complete"
+    assert text_of(events) == alice.answer(cid)["content"] == "a\U0001f600b\ufffd"
+
+
 def test_upstream_error_mid_stream_sends_error_then_done_and_keeps_the_partial(alice, upstream):
     upstream.push(tokens=20, error_after=7)
     cid = alice.new_conversation()
@@ -200,6 +221,8 @@ def test_upstream_http_error_before_the_first_token_is_an_sse_error(alice, upstr
     assert "scripted failure" in error["message"]  # the upstream's own words reach the user
     assert error["recoverable"] is recoverable
     assert alice.answer(cid)["status"] == "error"
+    with alice.resume_stream(events[0].data["message_id"]) as r:  # replayed from the database
+        assert [(e.id, e.event, e.data) for e in read_all(r)] == [(e.id, e.event, e.data) for e in events]
 
 
 def test_other_users_cannot_stream_or_cancel_an_answer(alice, bob, upstream):
