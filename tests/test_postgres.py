@@ -59,19 +59,22 @@ def test_concurrent_posts_to_one_conversation_start_one_answer(pg_url, upstream,
         cid = client.new_conversation()
         upstream.default = Script(tokens=20, rate=20)
         statuses: list[int] = []
+        start = threading.Barrier(12)
 
         def post() -> None:
             with httpx.Client(base_url=app.base_url, cookies=client.http.cookies, headers=client.http.headers) as c:
+                c.get("/api/conversations/")  # connect and log in first, so the posts really race
+                start.wait()
                 with c.stream("POST", f"/api/conversations/{cid}/messages/", json={"content": "race"}) as r:
                     statuses.append(r.status_code)
                     r.read()
 
-        threads = [threading.Thread(target=post) for _ in range(8)]
+        threads = [threading.Thread(target=post) for _ in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
-        assert sorted(statuses) == [200] + [409] * 7
+        assert sorted(statuses) == [200] + [409] * 11
         assert len(client.conversation(cid)["messages"]) == 2
         client.close()
     finally:
