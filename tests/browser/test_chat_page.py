@@ -126,3 +126,40 @@ def test_keyboard_only_send(page, upstream):
     page.keyboard.press("Enter")
     wait_status(page, "complete")
     expect(page.locator("#message-list")).to_have_attribute("aria-live", "polite")
+
+
+STRICT_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def test_page_works_under_a_strict_content_security_policy(context, live, upstream):
+    """No inline script or style: the page runs with the CSP the server sends (added here too)."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text))
+
+    def with_csp(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
+
+    page.route(re.compile(r"^http://127\.0\.0\.1:\d+/(c/\d+/)?$"), with_csp)
+    page.add_init_script("""window.__csp = [];
+        document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective));""")
+    page.goto(f"{live.base_url}/")
+    expect(page.locator("html")).to_have_attribute("data-ready", "true")
+    upstream.push(tokens=["Some **bold** text.\n\n", "```python\n", "x = 1\n", "```\n"], rate=40)
+    send(page, "Under CSP")
+    wait_status(page, "complete")
+    expect(answer(page).locator("pre code")).to_contain_text("x = 1")
+    page.reload()
+    expect(answer(page)).to_have_attribute("data-status", "complete")
+    assert page.evaluate("window.__csp") == [], "the page broke its CSP"
+    assert not errors, errors
+    # The policy is really in force: an inline script is refused.
+    page.evaluate("""() => { const s = document.createElement('script');
+        s.textContent = 'window.__inline = 1'; document.body.append(s); }""")
+    page.wait_for_function("window.__csp.length > 0")
+    assert page.evaluate("window.__inline") is None

@@ -1,5 +1,9 @@
 """The chat page while an answer streams: rendering, stop, copy, safety, reload, scroll, errors."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import answer, answer_text, norm, send, wait_status, wait_words, words
@@ -135,6 +139,63 @@ def test_html_and_script_in_model_output_stay_inert(page, upstream):
     expect(text).to_contain_text("Safe end.")
 
 
+@pytest.fixture
+def pixel_server():
+    """A local HTTP server that records every request made to it (an exfiltration target)."""
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/gif")
+            self.end_headers()
+            self.wfile.write(b"GIF89a")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.requests = requests
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_images_in_model_output_do_not_load(page, upstream, pixel_server):
+    base = pixel_server.url
+    leak = f"{base}/leak.png?q=secret-token"
+    upstream.push(
+        tokens=[
+            "Here is a picture:\n\n",
+            f"![the secret]({leak}) and ",
+            f"![]({base}/noalt.png)\n\n",
+            f'<img src="{base}/raw.png" srcset="{base}/srcset.png 2x" alt="raw">\n\n',
+            f'<video poster="{base}/poster.png" src="{base}/video.mp4"></video>\n\n',
+            f'<table background="{base}/bg.png"><tr><td>cell</td></tr></table>\n\n',
+            "The end.",
+        ],
+        rate=30,
+    )
+    send(page, "Show me an image")
+    wait_status(page, "complete")
+    text = answer(page).get_by_test_id("message-text")
+    expect(text).to_contain_text("The end.")
+    page.wait_for_timeout(800)  # time for any fetch to arrive
+    assert pixel_server.requests == [], f"model output made the browser fetch: {pixel_server.requests}"
+    assert text.locator("img, video, audio, source, picture, [background], [srcset], [poster]").count() == 0
+    link = text.locator(f"a[href='{leak}']")
+    expect(link).to_have_text("🖼 the secret")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(link).to_have_attribute("target", "_blank")
+    expect(text.locator(f"a[href='{base}/noalt.png']")).to_have_text(f"🖼 {base}/noalt.png")
+    expect(text.locator(f"a[href='{base}/raw.png']")).to_have_text("🖼 raw")
+    assert pixel_server.requests == []
+
+
 def test_unclosed_code_fence_renders_as_code_mid_stream(page, upstream):
     head = ["Here you go:\n\n", "```python\n", "def f():\n", "    return '**not bold**'\n"]
     upstream.push(tokens=head + ["# line\n"] * 300, rate=25)
@@ -171,6 +232,29 @@ def test_reload_mid_answer_reattaches_without_loss_or_doubling(page, upstream, a
     assert norm(answer_text(page)) == norm("".join(words(150)))
     conversation_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
     assert norm(alice.answer(conversation_id)["content"]) == norm(answer_text(page))
+
+
+def test_switching_away_keeps_the_answer_going(page, upstream, alice):
+    upstream.push(tokens=words(80), rate=20)  # 4 s of answer
+    send(page, "Slow answer")
+    wait_words(page, 5)
+    first_url = page.url
+    conversation_id = int(first_url.rstrip("/").rsplit("/", 1)[1])
+    record = upstream.last()
+    page.get_by_test_id("new-conversation").click()
+    expect(page).not_to_have_url(first_url)
+    expect(page.locator("[data-testid=message]")).to_have_count(0)
+    page.wait_for_timeout(2500)  # well past the live server's 1 s detach grace
+    assert record.client_closed_at is None, "the server stopped the answer while we were away"
+    page.locator(f"[data-testid=conversation-link][href='/c/{conversation_id}/']").click()
+    expect(page).to_have_url(first_url)
+    wait_status(page, "complete", timeout=20_000)
+    assert norm(answer_text(page)) == norm("".join(words(80)))
+    upstream.wait_for(lambda: record.completed, what="the upstream answer to complete")
+    stored = alice.answer(conversation_id)
+    assert stored["status"] == "complete"
+    assert norm(stored["content"]) == norm("".join(words(80)))
+    expect(page.get_by_test_id("stop")).to_be_hidden()
 
 
 def test_scroll_follows_until_the_user_scrolls_up(page, upstream):

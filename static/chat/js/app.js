@@ -19,7 +19,9 @@ const state = {
   messageCount: 0,
   views: new Map(), // message root element -> assistant view
   active: null, // the answer being streamed: {view, controller, messageId, lastEventId, prompt, ...}
+  background: new Set(), // answers of conversations switched away from, still read until `done`
   loadSeq: 0, // guards against a slow load finishing after a newer one
+  loading: null, // the pending load of the shown conversation (send waits for it)
 };
 
 let ui;
@@ -154,8 +156,9 @@ async function removeConversation(id) {
     }
   }
   state.conversations = state.conversations.filter((c) => c.id !== id);
+  dropBackground((active) => active.conversationId === id);
   if (state.conversationId === id) {
-    detachActive();
+    detachActive({ keepReading: false });
     history.pushState({}, "", "/");
     showEmpty();
   } else {
@@ -174,7 +177,17 @@ function showEmpty() {
 }
 
 /** Show a conversation: its stored messages, and re-attach to an answer still streaming. */
-async function openConversation(id, { push }) {
+function openConversation(id, options) {
+  const loading = loadConversation(id, options);
+  state.loading = loading;
+  const settle = () => {
+    if (state.loading === loading) state.loading = null;
+  };
+  loading.then(settle, settle);
+  return loading;
+}
+
+async function loadConversation(id, { push }) {
   detachActive();
   const seq = ++state.loadSeq;
   state.conversationId = id;
@@ -245,6 +258,13 @@ async function send(content) {
   hideBanner();
   ui.composer.clear(); // at once: whatever is typed while we wait stays
   ui.composer.setState({ busy: true, streaming: false });
+  // A message sent while the conversation is still loading goes after its history (rendering
+  // the history clears the list, which would otherwise wipe the new exchange).
+  while (state.loading) await state.loading.catch(() => {});
+  if (state.active) {
+    ui.composer.restore(content); // the loaded conversation has an answer streaming: wait for it
+    return;
+  }
   try {
     if (state.conversationId === null) await startConversation();
   } catch (error) {
@@ -259,7 +279,7 @@ async function send(content) {
   ui.follower.jumpToLatest();
   const request = postRequest(api.postMessageUrl(conversationId), content);
   const active = await runAnswer({ view, request, prompt: content, userView });
-  if (active.failedBeforeStart) {
+  if (active.failedBeforeStart && !active.background) {
     // The server refused the message (validation, limits): nothing was stored; put it back.
     userView.root.remove();
     view.root.remove();
@@ -285,6 +305,8 @@ function reattach(message, prompt) {
   // there. Without that pair, replay every event from the first (last_event_id=0) and ignore the
   // stored checkpoint, which lags the stream and would double text.
   const snapshot = Number.isInteger(message.last_event_id);
+  // We read this answer in the background since switching away: this connection takes over.
+  dropBackground((active) => active.messageId === message.id);
   const view = addAssistantMessage({ ...message, content: snapshot ? message.content : "", status: "streaming" });
   ui.follower.jumpToLatest();
   runAnswer({ view, messageId: message.id, lastEventId: snapshot ? message.last_event_id : 0, prompt });
@@ -320,6 +342,7 @@ async function runAnswer({ view, request = null, messageId = null, lastEventId =
     if (!active.controller.signal.aborted) handleFailure(active, error);
   } finally {
     active.markStarted();
+    state.background.delete(active); // `done`, given up or aborted: nothing holds it any more
     if (state.active === active && !active.stopping) {
       state.active = null;
       setStreamingUi(false);
@@ -330,6 +353,10 @@ async function runAnswer({ view, request = null, messageId = null, lastEventId =
 
 function handleEvent(active, { type, id, data }) {
   if (id != null) active.lastEventId = id;
+  if (active.background) {
+    handleBackgroundEvent(active, type, data);
+    return;
+  }
   switch (type) {
     case "start":
       active.messageId = data.message_id;
@@ -351,6 +378,27 @@ function handleEvent(active, { type, id, data }) {
   }
 }
 
+/**
+ * An answer of a conversation we switched away from: its view is gone (switching back renders
+ * the conversation afresh from the API and re-attaches), so the text is dropped; we only keep
+ * the connection (the server stops an answer nobody follows) and note the message id.
+ */
+function handleBackgroundEvent(active, type, data) {
+  if (type === "start") {
+    active.messageId = data.message_id;
+    active.markStarted();
+    // Switched back before `start`: if that conversation already re-attached to this answer,
+    // the other connection follows it, so this one can go.
+    if (state.active && state.active !== active && state.active.messageId === active.messageId) {
+      dropBackground((other) => other === active);
+    }
+  } else if (type === "done") {
+    active.done = true;
+    state.background.delete(active);
+    refreshConversations(); // the title may have been set from the first message
+  }
+}
+
 function finishAnswer(active, done) {
   active.done = true;
   active.view.finish(done);
@@ -368,6 +416,7 @@ function offerRetry(view, prompt, message) {
 }
 
 function handleFailure(active, error) {
+  if (active.background) return; // nothing shows it; switching back re-attaches if it still runs
   if (active.messageId == null && error instanceof ApiError) {
     active.failedBeforeStart = true;
     showBanner(errorText(error));
@@ -452,13 +501,34 @@ function releaseActive(active) {
   setStreamingUi(false);
 }
 
-/** Leave an answer streaming on the server without us (switching away): no cancel. */
-function detachActive() {
+/**
+ * Switching away from a conversation whose answer is streaming: the answer goes on. We keep
+ * reading its stream in the background (the server stops an answer nobody follows after a
+ * short grace) until `done`, without rendering; switching back re-renders from the API and
+ * re-attaches. Only Stop cancels. keepReading=false lets go of it altogether (deleted
+ * conversation); closing the tab ends the fetch as well, and then the server's grace decides.
+ */
+function detachActive({ keepReading = true } = {}) {
   const active = state.active;
   if (!active) return;
   state.active = null;
-  active.controller.abort(new DOMException("Detached", "AbortError"));
   setStreamingUi(false);
+  if (active.stopping) return; // stop() is finishing it: cancel sent or about to be
+  if (keepReading && !active.done) {
+    active.background = true;
+    state.background.add(active);
+  } else {
+    active.controller.abort(new DOMException("Detached", "AbortError"));
+  }
+}
+
+/** Stop reading (no cancel) the background answers that match. */
+function dropBackground(match) {
+  for (const active of [...state.background]) {
+    if (!match(active)) continue;
+    state.background.delete(active);
+    active.controller.abort(new DOMException("Detached", "AbortError"));
+  }
 }
 
 function setStreamingUi(streaming, { busy = streaming } = {}) {

