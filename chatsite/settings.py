@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.content_security_policy",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -111,6 +112,14 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
+
+# Defence in depth behind DOMPurify: even if model output slipped through, no inline script
+# runs and nothing loads from elsewhere (an image URL is a way to leak the conversation).
+CHAT_CSP = os.environ.get(
+    "CHAT_CSP",
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'",
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -253,3 +253,10 @@ async def test_deleting_a_conversation_stops_its_answer(client_for, user, upstre
     assert upstream.last().client_closed_at is not None
     assert await Message.objects.acount() == 0
     await stream.aclose()
+
+
+async def test_pages_carry_a_strict_content_security_policy(client_for, user):
+    client = await client_for(user)
+    for url in ("/", "/accounts/login/"):
+        csp = (await client.get(url))["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "img-src 'self' data:" in csp and "object-src 'none'" in csp
