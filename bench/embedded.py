@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -81,8 +80,6 @@ def main() -> None:
         host="127.0.0.1",
         port=port,
         alias=settings.CHAT_EMBEDDED_MODEL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     app = LiveApp(

@@ -38,14 +38,20 @@ def is_ready(base_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(*, host: str, port: int, alias: str, wait_s: float = 120.0, **popen) -> subprocess.Popen:
-    """Start the model server and return once it answers (or raise, having stopped it)."""
-    proc = subprocess.Popen(server_command(host=host, port=port, alias=alias), **popen)
+def start(*, host: str, port: int, alias: str, log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
+    """Start the model server (its output to `log`, or nowhere) and return once it answers."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(server_command(host=host, port=port, alias=alias), stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log:
+            out.close()
     base_url = f"http://{host}:{port}/v1"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the embedded model server exited with code {proc.returncode}")
+            where = f": see {log}" if log else ""
+            raise RuntimeError(f"the embedded model server exited with code {proc.returncode}{where}")
         if is_ready(base_url):
             return proc
         time.sleep(0.25)

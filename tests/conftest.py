@@ -4,10 +4,8 @@ import pytest
 from django.test import AsyncClient
 
 from chat import generation, llm
-from tests.live import ApiClient, LiveApp
+from tests.live import PASSWORD, ApiClient, LiveApp
 from tests.upstream import ScriptedUpstream
-
-PASSWORD = "correct-horse-battery"
 
 # Settings the live server runs with: short timings so faults show within a test's patience.
 LIVE_ENV = {

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"
 
 
 def free_port() -> int:
@@ -66,6 +67,13 @@ class LiveApp:
         }
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "daphne.log"
+        self._clients: list[ApiClient] = []
+
+    def __enter__(self) -> "LiveApp":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -85,6 +93,8 @@ class LiveApp:
 
     def start(self) -> "LiveApp":
         self.manage("migrate", "--noinput", "-v0")
+        if getattr(self, "_log", None):  # a restart: the last process's log handle is done with
+            self._log.close()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
@@ -105,6 +115,8 @@ class LiveApp:
         raise RuntimeError(f"daphne did not start:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        for client in self._clients:
+            client.close()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -118,8 +130,15 @@ class LiveApp:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def client(self, username: str, password: str) -> "ApiClient":
-        return ApiClient.login(self.base_url, username, password)
+    def client(self, username: str, password: str = PASSWORD) -> "ApiClient":
+        client = ApiClient.login(self.base_url, username, password)
+        self._clients.append(client)
+        return client
+
+    def new_client(self, username: str) -> "ApiClient":
+        """A new user, logged in."""
+        self.create_user(username, PASSWORD)
+        return self.client(username)
 
 
 class ApiClient:

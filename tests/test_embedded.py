@@ -1,12 +1,9 @@
 """A real answer from the embedded SmolLM2-135M model, streamed through the app."""
 
-import subprocess
-
 import pytest
 from django.conf import settings
 
 from chat import embedded
-from tests.conftest import PASSWORD
 from tests.live import LiveApp, free_port, read_all, text_of
 
 pytestmark = pytest.mark.embedded
@@ -19,8 +16,6 @@ def model_port():
         host="127.0.0.1",
         port=port,
         alias=settings.CHAT_EMBEDDED_MODEL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     yield port
     embedded.stop(proc)
@@ -34,21 +29,16 @@ def test_the_model_ships_inside_the_installed_package():
 
 def test_embedded_model_answers_token_by_token_through_the_app(model_port, tmp_path):
     env = {"OPENAI_BASE_URL": "", "CHAT_EMBEDDED_PORT": str(model_port), "CHAT_MAX_TOKENS": "48"}
-    app = LiveApp(tmp_path, env).start()
-    try:
-        app.create_user("frank", PASSWORD)
-        client = app.client("frank", PASSWORD)
+    with LiveApp(tmp_path, env) as app:
+        client = app.new_client("frank")
         cid = client.new_conversation()
         with client.post_stream(cid, "Name three colours of the rainbow.") as r:
             events = read_all(r)
-        tokens = [e for e in events if e.event == "token"]
-        done = events[-1].data
-        assert events[0].data["model"] == settings.CHAT_EMBEDDED_MODEL
-        assert done["status"] == "complete", events[-3:]
-        assert len(tokens) >= 5  # many small events, not one lump
-        answer = client.answer(cid)
-        assert answer["content"] == text_of(events) and answer["content"].strip()
-        assert done["stats"]["tokens"] == len(tokens) and done["stats"]["tokens_per_s"] > 0
-        client.close()
-    finally:
-        app.stop()
+        stored = client.answer(cid)
+    assert stored["content"] == text_of(events) and stored["content"].strip()
+    tokens = [e for e in events if e.event == "token"]
+    done = events[-1].data
+    assert events[0].data["model"] == settings.CHAT_EMBEDDED_MODEL
+    assert done["status"] == "complete", events[-3:]
+    assert len(tokens) >= 5  # many small events, not one lump
+    assert done["stats"]["tokens"] == len(tokens) and done["stats"]["tokens_per_s"] > 0

@@ -4,27 +4,23 @@ import signal
 import sqlite3
 import time
 
-from tests.conftest import LIVE_ENV, PASSWORD
+from tests.conftest import LIVE_ENV
 from tests.live import EventStream, LiveApp, read_all, text_of
 
 
 def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_text(upstream, tmp_path):
     upstream.push(tokens=1000, rate=40)
-    app = LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV}).start()
-    try:
-        app.create_user("erin", PASSWORD)
-        client = app.client("erin", PASSWORD)
+    with LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV}) as app:
+        client = app.new_client("erin")
         cid = client.new_conversation()
         with client.post_stream(cid, "crash midway") as r:
             seen = read_all(r, limit=25)  # ~0.6 s in: a few 0.2 s checkpoints have happened
             app.proc.send_signal(signal.SIGKILL)
             app.proc.wait()
-        client.close()
         checkpointed = client_answer_row(app, cid)
         assert checkpointed[1] == "streaming" and checkpointed[0], "nothing was checkpointed"
-        app.proc = None
         app.start()  # a new process on the same database
-        client = app.client("erin", PASSWORD)
+        client = app.client("erin")
         answer = client.answer(cid)
         assert answer["status"] == "interrupted"
         assert answer["content"] == checkpointed[0]
@@ -33,9 +29,6 @@ def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_t
         with client.resume_stream(seen[0].data["message_id"], 0) as r:
             replay = read_all(r)
         assert text_of(replay) == answer["content"] and replay[-1].data["status"] == "interrupted"
-        client.close()
-    finally:
-        app.stop()
 
 
 def test_a_failing_final_save_still_ends_the_stream_with_error_and_done(live, alice, upstream):
@@ -100,10 +93,8 @@ def test_a_worker_shutdown_stores_answers_in_flight_as_interrupted(upstream, tmp
     """SIGTERM (a deploy): the answer is stored at once, exactly as far as it was streamed."""
     upstream.push(tokens=1000, rate=40)
     env = {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV, "CHAT_CHECKPOINT_S": "30"}  # no checkpoint helps
-    app = LiveApp(tmp_path, env).start()
-    try:
-        app.create_user("hana", PASSWORD)
-        client = app.client("hana", PASSWORD)
+    with LiveApp(tmp_path, env) as app:
+        client = app.new_client("hana")
         cid = client.new_conversation()
         with client.post_stream(cid, "deploy during this") as r:
             stream = EventStream(r)
@@ -112,10 +103,7 @@ def test_a_worker_shutdown_stores_answers_in_flight_as_interrupted(upstream, tmp
             seen += stream.events()  # the rest, until the server closes
         assert app.proc.wait(15) is not None
         content, status = client_answer_row(app, cid)
-        assert status == "interrupted"  # stored before the process exited, not at the next start
-        assert content == text_of(seen)
-        assert content == "".join(f"w{i} " for i in range(content.count(" "))) and len(content) > 40
-        assert seen[-1].event == "done" and seen[-1].data["status"] == "interrupted"
-        client.close()
-    finally:
-        app.stop()
+    assert status == "interrupted"  # stored before the process exited, not at the next start
+    assert content == text_of(seen)
+    assert content == "".join(f"w{i} " for i in range(content.count(" "))) and len(content) > 40
+    assert seen[-1].event == "done" and seen[-1].data["status"] == "interrupted"

@@ -7,7 +7,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import LIVE_ENV, PASSWORD
+from tests.conftest import LIVE_ENV
 from tests.live import EventStream, LiveApp, read_all, text_of
 from tests.upstream import Script
 
@@ -24,81 +24,69 @@ def pg_url():
         db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def test_answers_stream_and_store_on_postgresql(pg_url, upstream, tmp_path):
-    app = LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}).start()
-    try:
-        app.create_user("gina", PASSWORD)
-        client = app.client("gina", PASSWORD)
-        cid = client.new_conversation()
-        upstream.push(tokens=25, rate=200)
-        with client.post_stream(cid, "on postgres") as r:
+@pytest.fixture
+def pg_app(pg_url, upstream, tmp_path):
+    with LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}) as app:
+        yield app
+
+
+def test_answers_stream_and_store_on_postgresql(pg_app, pg_url, upstream):
+    client = pg_app.new_client("gina")
+    cid = client.new_conversation()
+    upstream.push(tokens=25, rate=200)
+    with client.post_stream(cid, "on postgres") as r:
+        events = read_all(r)
+    assert events[-1].data["status"] == "complete"
+    assert client.answer(cid)["content"] == text_of(events) == "".join(f"w{i} " for i in range(25))
+    upstream.push(tokens=1000, rate=50)
+    with client.post_stream(cid, "stop me") as r:
+        stream = EventStream(r)
+        seen = stream.events(limit=8)
+        assert client.cancel(seen[0].data["message_id"]).json() == {"status": "cancelled"}
+        seen += stream.events()
+    stored = client.answer(cid)
+    assert (stored["status"], stored["content"]) == ("cancelled", text_of(seen))
+    with psycopg.connect(pg_url) as db:  # really in PostgreSQL, not some other database
+        count = db.execute("SELECT count(*) FROM chat_message").fetchone()[0]
+    assert count == 4
+
+
+def test_concurrent_posts_to_one_conversation_start_one_answer(pg_app, upstream):
+    client = pg_app.new_client("ivan")
+    cid = client.new_conversation()
+    upstream.default = Script(tokens=20, rate=20)
+    statuses: list[int] = []
+    start = threading.Barrier(12)
+
+    def post() -> None:
+        with httpx.Client(base_url=pg_app.base_url, cookies=client.http.cookies, headers=client.http.headers) as c:
+            c.get("/api/conversations/")  # connect and log in first, so the posts really race
+            start.wait()
+            with c.stream("POST", f"/api/conversations/{cid}/messages/", json={"content": "race"}) as r:
+                statuses.append(r.status_code)
+                r.read()
+
+    threads = [threading.Thread(target=post) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses) == [200] + [409] * 11
+    assert len(client.conversation(cid)["messages"]) == 2
+
+
+def test_answers_survive_the_database_dropping_the_connection(pg_app, pg_url, upstream):
+    client = pg_app.new_client("judy")
+    cid = client.new_conversation()
+    with client.post_stream(cid, "first") as r:
+        read_all(r)
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as db:  # e.g. a database restart
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    for question in ("second", "third"):
+        upstream.push(tokens=5)
+        with client.post_stream(cid, question) as r:
             events = read_all(r)
-        assert events[-1].data["status"] == "complete"
-        assert client.answer(cid)["content"] == text_of(events) == "".join(f"w{i} " for i in range(25))
-        upstream.push(tokens=1000, rate=50)
-        with client.post_stream(cid, "stop me") as r:
-            stream = EventStream(r)
-            seen = stream.events(limit=8)
-            assert client.cancel(seen[0].data["message_id"]).json() == {"status": "cancelled"}
-            seen += stream.events()
+        assert events[-1].data["status"] == "complete", events[-2:]
         stored = client.answer(cid)
-        assert (stored["status"], stored["content"]) == ("cancelled", text_of(seen))
-        with psycopg.connect(pg_url) as db:  # really in PostgreSQL, not some other database
-            count = db.execute("SELECT count(*) FROM chat_message").fetchone()[0]
-        assert count == 4
-        client.close()
-    finally:
-        app.stop()
-
-
-def test_concurrent_posts_to_one_conversation_start_one_answer(pg_url, upstream, tmp_path):
-    app = LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}).start()
-    try:
-        app.create_user("ivan", PASSWORD)
-        client = app.client("ivan", PASSWORD)
-        cid = client.new_conversation()
-        upstream.default = Script(tokens=20, rate=20)
-        statuses: list[int] = []
-        start = threading.Barrier(12)
-
-        def post() -> None:
-            with httpx.Client(base_url=app.base_url, cookies=client.http.cookies, headers=client.http.headers) as c:
-                c.get("/api/conversations/")  # connect and log in first, so the posts really race
-                start.wait()
-                with c.stream("POST", f"/api/conversations/{cid}/messages/", json={"content": "race"}) as r:
-                    statuses.append(r.status_code)
-                    r.read()
-
-        threads = [threading.Thread(target=post) for _ in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert sorted(statuses) == [200] + [409] * 11
-        assert len(client.conversation(cid)["messages"]) == 2
-        client.close()
-    finally:
-        app.stop()
-
-
-def test_answers_survive_the_database_dropping_the_connection(pg_url, upstream, tmp_path):
-    app = LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}).start()
-    try:
-        app.create_user("judy", PASSWORD)
-        client = app.client("judy", PASSWORD)
-        cid = client.new_conversation()
-        with client.post_stream(cid, "first") as r:
-            read_all(r)
-        name = pg_url.rsplit("/", 1)[1]
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as db:  # e.g. a database restart
-            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        for question in ("second", "third"):
-            upstream.push(tokens=5)
-            with client.post_stream(cid, question) as r:
-                events = read_all(r)
-            assert events[-1].data["status"] == "complete", events[-2:]
-            stored = client.answer(cid)
-            assert (stored["status"], stored["content"]) == ("complete", text_of(events))
-        client.close()
-    finally:
-        app.stop()
+        assert (stored["status"], stored["content"]) == ("complete", text_of(events))

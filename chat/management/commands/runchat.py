@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -30,12 +31,13 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Starting the embedded model ({settings.CHAT_EMBEDDED_MODEL}) on {settings.OPENAI_BASE_URL} ..."
                 )
+                log = Path(settings.BASE_DIR) / ".run" / "model.log"
+                log.parent.mkdir(exist_ok=True)
                 model_server = embedded.start(
                     host=settings.CHAT_EMBEDDED_HOST,
                     port=settings.CHAT_EMBEDDED_PORT,
                     alias=settings.CHAT_EMBEDDED_MODEL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    log=log,
                 )
             self.stdout.write(self.style.SUCCESS(f"Upstream: {settings.OPENAI_BASE_URL} (model {settings.CHAT_MODEL})"))
             self.stdout.write(self.style.SUCCESS(f"Chat: http://{host}:{port}/   (Ctrl-C stops)"))
