@@ -1,13 +1,15 @@
-// The chat page: wires the sidebar, the message list, the composer and the answer stream.
-// State is one plain object; every flow (open, send, stop, re-attach, retry) is a named function.
+// The chat page: wires the sidebar, the message list, the composer and the banners. Running
+// answers (stream, stop, re-attach, background reading, retry) live in answers.js.
+// State is one plain object; every flow (open, send, re-attach) is a named function.
 
 import * as api from "./api.js";
 import { ApiError } from "./api.js";
+import { createAnswers } from "./answers.js";
 import { createComposer } from "./composer.js";
 import { createAssistantMessage, createUserMessage } from "./message.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar } from "./sidebar.js";
-import { ConnectionLost, followStream, postRequest } from "./stream.js";
+import { ConnectionLost, postRequest } from "./stream.js";
 import { copyToClipboard } from "./clipboard.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,13 +20,22 @@ const state = {
   conversationId: null,
   messageCount: 0,
   views: new Map(), // message root element -> assistant view
-  active: null, // the answer being streamed: {view, controller, messageId, lastEventId, prompt, ...}
-  background: new Set(), // answers of conversations switched away from, still read until `done`
   loadSeq: 0, // guards against a slow load finishing after a newer one
   loading: null, // the pending load of the shown conversation (send waits for it)
 };
 
 let ui;
+
+const answers = createAnswers({
+  setStreaming: setStreamingUi,
+  announce,
+  showBanner,
+  errorText,
+  refreshConversations,
+  openConversation: (id) => openConversation(id, { push: false }),
+  currentConversationId: () => state.conversationId,
+  retry: send,
+});
 
 function init() {
   state.config = { ...state.config, ...readJson("chat-config") };
@@ -74,7 +85,7 @@ function buildUi() {
       counter: $("char-count"),
       maxChars: state.config.max_content_chars || 32000,
       onSend: send,
-      onStop: stop,
+      onStop: answers.stop,
     }),
   };
 }
@@ -156,9 +167,9 @@ async function removeConversation(id) {
     }
   }
   state.conversations = state.conversations.filter((c) => c.id !== id);
-  dropBackground((active) => active.conversationId === id);
+  answers.dropConversation(id);
   if (state.conversationId === id) {
-    detachActive({ keepReading: false });
+    answers.detach({ keepReading: false });
     history.pushState({}, "", "/");
     showEmpty();
   } else {
@@ -168,7 +179,7 @@ async function removeConversation(id) {
 }
 
 function showEmpty() {
-  detachActive();
+  answers.detach();
   state.loadSeq += 1;
   state.conversationId = null;
   clearMessages();
@@ -188,7 +199,7 @@ function openConversation(id, options) {
 }
 
 async function loadConversation(id, { push }) {
-  detachActive();
+  answers.detach();
   const seq = ++state.loadSeq;
   state.conversationId = id;
   if (push && location.pathname !== `/c/${id}/`) history.pushState({}, "", `/c/${id}/`);
@@ -220,7 +231,7 @@ function renderConversation(conversation) {
       streaming = { message, prompt };
     } else {
       const view = addAssistantMessage(message);
-      if (message.status === "error") offerRetry(view, prompt, "The answer failed.");
+      if (message.status === "error") answers.offerRetry(view, prompt, "The answer failed.");
     }
   }
   ui.follower.jumpToLatest();
@@ -252,7 +263,7 @@ function addAssistantMessage(message) {
   return view;
 }
 
-// ---------------------------------------------------------------- sending and streaming
+// ---------------------------------------------------------------- sending and re-attaching
 
 async function send(content) {
   hideBanner();
@@ -261,7 +272,7 @@ async function send(content) {
   // A message sent while the conversation is still loading goes after its history (rendering
   // the history clears the list, which would otherwise wipe the new exchange).
   while (state.loading) await state.loading.catch(() => {});
-  if (state.active) {
+  if (answers.isActive()) {
     ui.composer.restore(content); // the loaded conversation has an answer streaming: wait for it
     return;
   }
@@ -278,8 +289,8 @@ async function send(content) {
   const view = addAssistantMessage({ status: "streaming" });
   ui.follower.jumpToLatest();
   const request = postRequest(api.postMessageUrl(conversationId), content);
-  const active = await runAnswer({ view, request, prompt: content, userView });
-  if (active.failedBeforeStart && !active.background) {
+  const { refused } = await answers.start({ view, userView, request, prompt: content, conversationId });
+  if (refused) {
     // The server refused the message (validation, limits): nothing was stored; put it back.
     userView.root.remove();
     view.root.remove();
@@ -305,230 +316,15 @@ function reattach(message, prompt) {
   // there. Without that pair, replay every event from the first (last_event_id=0) and ignore the
   // stored checkpoint, which lags the stream and would double text.
   const snapshot = Number.isInteger(message.last_event_id);
-  // We read this answer in the background since switching away: this connection takes over.
-  dropBackground((active) => active.messageId === message.id);
   const view = addAssistantMessage({ ...message, content: snapshot ? message.content : "", status: "streaming" });
   ui.follower.jumpToLatest();
-  runAnswer({ view, messageId: message.id, lastEventId: snapshot ? message.last_event_id : 0, prompt });
-}
-
-/** Follow one answer to its end, updating its view; returns the finished `active` record. */
-async function runAnswer({ view, request = null, messageId = null, lastEventId = 0, prompt = "", userView = null }) {
-  const active = {
-    view, userView, prompt, messageId, lastEventId,
-    controller: new AbortController(),
+  answers.reattach({
+    view,
+    messageId: message.id,
+    lastEventId: snapshot ? message.last_event_id : 0,
+    prompt,
     conversationId: state.conversationId,
-    stopping: false,
-    done: false,
-    failedBeforeStart: false,
-  };
-  // Resolves on `start`, or when this connection ends without one (Stop waits on it).
-  active.started = new Promise((resolve) => {
-    active.markStarted = resolve;
   });
-  if (messageId != null) active.markStarted();
-  state.active = active;
-  setStreamingUi(true);
-  try {
-    await followStream({
-      request,
-      messageId,
-      lastEventId,
-      signal: active.controller.signal,
-      onEvent: (event) => handleEvent(active, event),
-      onReconnect: () => announce("Connection lost, reconnecting…"),
-    });
-  } catch (error) {
-    if (!active.controller.signal.aborted) handleFailure(active, error);
-  } finally {
-    active.markStarted();
-    state.background.delete(active); // `done`, given up or aborted: nothing holds it any more
-    if (state.active === active && !active.stopping) {
-      state.active = null;
-      setStreamingUi(false);
-    }
-  }
-  return active;
-}
-
-function handleEvent(active, { type, id, data }) {
-  if (id != null) active.lastEventId = id;
-  if (active.background) {
-    handleBackgroundEvent(active, type, data);
-    return;
-  }
-  switch (type) {
-    case "start":
-      active.messageId = data.message_id;
-      active.markStarted();
-      active.view.setId(data.message_id);
-      if (active.userView && data.user_message_id != null) active.userView.setId(data.user_message_id);
-      break;
-    case "token":
-      active.view.appendToken(data.text);
-      break;
-    case "error":
-      active.error = data;
-      break;
-    case "done":
-      finishAnswer(active, data);
-      break;
-    default:
-      break; // unknown events are ignored, as the protocol may grow
-  }
-}
-
-/**
- * An answer of a conversation we switched away from: its view is gone (switching back renders
- * the conversation afresh from the API and re-attaches), so the text is dropped; we only keep
- * the connection (the server stops an answer nobody follows) and note the message id.
- */
-function handleBackgroundEvent(active, type, data) {
-  if (type === "start") {
-    active.messageId = data.message_id;
-    active.markStarted();
-    // Switched back before `start`: if that conversation already re-attached to this answer,
-    // the other connection follows it, so this one can go.
-    if (state.active && state.active !== active && state.active.messageId === active.messageId) {
-      dropBackground((other) => other === active);
-    }
-  } else if (type === "done") {
-    active.done = true;
-    state.background.delete(active);
-    refreshConversations(); // the title may have been set from the first message
-  }
-}
-
-function finishAnswer(active, done) {
-  active.done = true;
-  active.view.finish(done);
-  if (active.error || done.status === "error") {
-    offerRetry(active.view, active.prompt, active.error?.message || "The answer failed.");
-  }
-  announce(done.status === "cancelled" ? "Answer stopped" : done.status === "complete" ? "Answer complete" : "Answer ended");
-  refreshConversations(); // the title may have been set from the first message
-}
-
-/** Error box with a Retry that sends the same prompt again (the failed answer stays as it is). */
-function offerRetry(view, prompt, message) {
-  const action = prompt && { label: "Retry", run: () => !state.active && send(prompt) };
-  view.showError(message, action || null);
-}
-
-function handleFailure(active, error) {
-  if (active.background) return; // nothing shows it; switching back re-attaches if it still runs
-  if (active.messageId == null && error instanceof ApiError) {
-    active.failedBeforeStart = true;
-    showBanner(errorText(error));
-    return;
-  }
-  if (active.messageId == null) {
-    // The POST broke before `start`; the server may have stored the message: ask it.
-    active.view.showError("The connection was lost before the answer started.", {
-      label: "Reload conversation",
-      run: () => openConversation(active.conversationId, { push: false }),
-    });
-    active.view.finish({ status: "error" });
-    return;
-  }
-  const message = error instanceof ConnectionLost ? "The connection was lost." : errorText(error);
-  active.view.finish({ status: "interrupted" });
-  active.view.showError(message, { label: "Reconnect", run: () => resumeAnswer(active) });
-}
-
-/** Pick an interrupted answer up again from the last event we have. */
-function resumeAnswer(previous) {
-  if (state.active || state.conversationId !== previous.conversationId) return;
-  previous.view.resume();
-  runAnswer({
-    view: previous.view,
-    messageId: previous.messageId,
-    lastEventId: previous.lastEventId,
-    prompt: previous.prompt,
-  });
-}
-
-/**
- * Stop: abort our fetch (the server sees the client go), tell the server to cancel, then read
- * the stored tail from the last event id so the screen ends exactly as the stored answer does.
- * A Stop before `start` waits briefly for the message id: without it nothing can be cancelled.
- */
-async function stop() {
-  const active = state.active;
-  if (!active || active.stopping || active.done) return;
-  active.stopping = true;
-  setStreamingUi(false, { busy: true });
-  if (active.messageId == null) await active.started;
-  active.controller.abort(new DOMException("Stopped by the user", "AbortError"));
-  if (active.messageId == null) {
-    if (!active.done) active.view.finish({ status: "cancelled", finish_reason: "cancelled" });
-    releaseActive(active);
-    return;
-  }
-  try {
-    await api.cancelMessage(active.messageId);
-  } catch {
-    // The server could not be reached: keep what is shown, marked as stopped.
-  }
-  releaseActive(active); // the composer is usable again; the tail below only updates this view
-  try {
-    await settleStopped(active);
-  } catch {
-    // No tail to be had: what is shown stays.
-  }
-  if (!active.done) active.view.finish({ status: "cancelled", finish_reason: "cancelled" });
-}
-
-async function settleStopped(active) {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException("timeout", "TimeoutError")), 6000);
-  try {
-    await followStream({
-      messageId: active.messageId,
-      lastEventId: active.lastEventId,
-      signal: controller.signal,
-      onEvent: (event) => handleEvent(active, event),
-      options: { maxAttempts: 2 },
-    });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function releaseActive(active) {
-  if (state.active !== active) return;
-  state.active = null;
-  setStreamingUi(false);
-}
-
-/**
- * Switching away from a conversation whose answer is streaming: the answer goes on. We keep
- * reading its stream in the background (the server stops an answer nobody follows after a
- * short grace) until `done`, without rendering; switching back re-renders from the API and
- * re-attaches. Only Stop cancels. keepReading=false lets go of it altogether (deleted
- * conversation); closing the tab ends the fetch as well, and then the server's grace decides.
- */
-function detachActive({ keepReading = true } = {}) {
-  const active = state.active;
-  if (!active) return;
-  state.active = null;
-  setStreamingUi(false);
-  if (active.stopping) return; // stop() is finishing it: cancel sent or about to be
-  if (keepReading && !active.done) {
-    active.background = true;
-    state.background.add(active);
-  } else {
-    active.controller.abort(new DOMException("Detached", "AbortError"));
-  }
-}
-
-/** Stop reading (no cancel) the background answers that match. */
-function dropBackground(match) {
-  for (const active of [...state.background]) {
-    if (!match(active)) continue;
-    state.background.delete(active);
-    active.controller.abort(new DOMException("Detached", "AbortError"));
-  }
 }
 
 function setStreamingUi(streaming, { busy = streaming } = {}) {
