@@ -81,9 +81,9 @@ def run(count: int, rate: float) -> int:
 def measure(page, expected: str, nominal_s: float) -> dict:
     composer = page.get_by_test_id("composer")
     composer.fill("Benchmark: write a long answer.")
-    page.evaluate("window.__longTasks.length = 0")
+    page.evaluate("() => { window.__longTasks.length = 0; }")
     composer.press("Enter")
-    page.wait_for_function(f"{STATUS} === 'streaming' && window.__chatStats.tokens > 0", polling=5)
+    page.wait_for_function(f"() => {STATUS} === 'streaming' && window.__chatStats.tokens > 0", polling=5)
     # Start the clock at a commit, so the window holds whole commit intervals.
     start = page.evaluate("""() => new Promise(resolve => {
         const s = window.__chatStats, seen = s.frameCommits;
@@ -92,23 +92,23 @@ def measure(page, expected: str, nominal_s: float) -> dict:
             : setTimeout(poll, 1);
         poll();
     })""")
-    page.wait_for_function(f"{STATUS} && {STATUS} !== 'streaming'", timeout=(nominal_s * 3 + 30) * 1000)
+    page.wait_for_function(f"() => {STATUS} && {STATUS} !== 'streaming'", timeout=(nominal_s * 3 + 30) * 1000)
     end = page.evaluate(
         "(s => ({frames: s.frameCommits, commits: s.commits, at: s.lastFrameCommitAt}))(window.__chatStats)"
     )
     elapsed = (end["at"] - start["at"]) / 1000
     commits = end["frames"] - start["frames"]  # per animation frame, timed in frame time
     forced = (end["commits"] - start["commits"]) - commits  # outside frames: the final render
-    long_tasks = page.evaluate("window.__longTasks")
+    long_tasks = page.evaluate("() => window.__longTasks")
     # Prove the observer works here: an 80 ms busy loop must show up as a long task.
     page.evaluate("() => { setTimeout(() => { const t = performance.now(); while (performance.now() - t < 80); }); }")
     page.wait_for_timeout(300)
-    observer_ok = len(page.evaluate("window.__longTasks")) > len(long_tasks)
+    observer_ok = len(page.evaluate("() => window.__longTasks")) > len(long_tasks)
     page.locator("[data-testid=message][data-role=assistant] [data-testid=copy]").click()
     page.wait_for_timeout(200)
-    copied = page.evaluate("navigator.clipboard.readText()")
+    copied = page.evaluate("() => navigator.clipboard.readText()")
     return {
-        "status": page.evaluate(STATUS),
+        "status": page.evaluate(f"() => {STATUS}"),
         "elapsed_s": elapsed,
         "commits": commits,
         "forced": forced,

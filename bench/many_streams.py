@@ -1,6 +1,6 @@
 """N concurrent answers against one daphne process on the SQLite default.
 
-    .venv/bin/python -m bench.concurrent [--streams 300] [--tokens 100] [--rate 50]
+    .venv/bin/python -m bench.many_streams [--streams 300] [--tokens 100] [--rate 50]
 
 Prints how many completed exactly (streamed text == stored content), time to first token
 percentiles, and whether SQLite ever said "database is locked".
