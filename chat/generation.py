@@ -200,11 +200,9 @@ class Generation:
                 logger.exception("final save of message %s failed", self.message_id)
                 ending = Ending(Status.ERROR, llm.UpstreamError("storage_error", "The answer could not be saved."))
                 result = self._result(ending)
-            self.status = ending.status
-            if ending.error is not None:
-                err = ending.error
-                self.log.append("error", {"code": err.code, "message": err.message, "recoverable": err.recoverable})
-            self._done_data = {"status": result.status, "finish_reason": result.finish_reason, "stats": result.stats()}
+            if (error := result.error_event()) is not None:
+                self.log.append("error", error)
+            self._done_data = result.done_event()
             self._done_seq = self.log.append("done", self._done_data)
         finally:
             self.status = ending.status
@@ -235,10 +233,6 @@ _running: dict[int, Generation] = {}
 
 def running(message_id: int) -> Generation | None:
     return _running.get(message_id)
-
-
-def running_count() -> int:
-    return len(_running)
 
 
 async def stop_all(timeout: float = 10.0) -> None:

@@ -47,10 +47,6 @@ def interrupt_orphans() -> int:
 
 async def settle_orphan(message: Message) -> str:
     """A streaming answer that no generation here runs: it is dead; store that and say so."""
-    await _asettle(message.pk)
-    await message.arefresh_from_db(fields=["status", "finish_reason", "updated_at"])
+    await sync_to_async(_settle)(Message.objects.streaming().filter(pk=message.pk))
+    await message.arefresh_from_db(fields=["status", "finish_reason", "error_code", "updated_at"])
     return message.status
-
-
-async def _asettle(message_id: int) -> None:
-    await sync_to_async(_settle)(Message.objects.streaming().filter(pk=message_id))

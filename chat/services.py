@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from . import generation, recovery, selectors, sse
+from . import generation, recovery, selectors, sse, store
 from .generation import Generation
 from .models import Conversation, Message
 from .worker import WORKER_ID
@@ -134,7 +134,6 @@ async def answer_follow(*, user: AbstractBaseUser, message_id: int, after: int) 
         return gen.follow(after)
     if message.status == Message.Status.STREAMING:
         await recovery.settle_orphan(message)
-        await message.arefresh_from_db()
     return _replay(message, after)
 
 
@@ -157,10 +156,10 @@ def replay_frames(message: Message, after: int = 0) -> list[bytes]:
         ),
     ]
     events += [("token", {"text": text}) for text in _stored_chunks(message)]
-    if message.error_code:
-        error = {"code": message.error_code, "message": message.error_message, "recoverable": message.error_recoverable}
+    result = store.Result.of(message)  # the same payloads the live stream sent
+    if (error := result.error_event()) is not None:
         events.append(("error", error))
-    done = {"status": message.status, "finish_reason": message.finish_reason or None, "stats": message.stats()}
+    done = result.done_event()
     events.append(("done", done))
     if after >= len(events):
         # The client saw more than was stored (its worker died between checkpoints) or sent a

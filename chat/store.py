@@ -24,10 +24,34 @@ class Result:
     model: str
     ttft_ms: int | None
     tokens: int
-    duration_ms: int
+    duration_ms: int | None
     error_code: str = ""
     error_message: str = ""
     error_recoverable: bool = True
+
+    @classmethod
+    def of(cls, message: Message) -> "Result":
+        """A stored answer's outcome, to replay exactly the events it ended with."""
+        return cls(
+            status=message.status,
+            finish_reason=message.finish_reason,
+            model=message.model,
+            ttft_ms=message.ttft_ms,
+            tokens=message.tokens,
+            duration_ms=message.duration_ms,
+            error_code=message.error_code,
+            error_message=message.error_message,
+            error_recoverable=message.error_recoverable,
+        )
+
+    def error_event(self) -> dict | None:
+        """The `error` event's data, or None for an answer that ended without one."""
+        if not self.error_code:
+            return None
+        return {"code": self.error_code, "message": self.error_message, "recoverable": self.error_recoverable}
+
+    def done_event(self) -> dict:
+        return {"status": self.status, "finish_reason": self.finish_reason or None, "stats": self.stats()}
 
     def stats(self) -> dict:
         return answer_stats(
