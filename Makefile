@@ -28,12 +28,30 @@ $(VENV)/.test-deps: requirements-dev.txt $(VENV)/.run-deps
 		|| { echo; echo "pip failed: see .run/pip-dev.log"; exit 1; }
 	@touch $@
 
-.PHONY: run test lint format browser migrate
+# The relay benchmark's own packages (the reference relay's FastAPI and uvicorn) and httpx for its set-up.
+$(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.run-deps
+	@mkdir -p .run
+	@$(BIN)/pip install -v -r requirements-bench.txt 2>&1 | tee .run/pip-bench.log | $(PIP_PROGRESS) \
+		|| { echo; echo "pip failed: see .run/pip-bench.log"; exit 1; }
+	@touch $@
+
+.PHONY: run cluster test lint format browser nginx migrate bench
 run: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) ensure_login
 	$(MANAGE) runchat $(ARGS)
+
+# Several daphne workers behind nginx, with PostgreSQL and Redis (see README): an extra, not a set-up step.
+cluster: $(VENV)/.run-deps nginx
+	$(MANAGE) collectstatic --noinput -v0
+	$(MANAGE) runcluster $(ARGS)
+
+# Side by side: the upstream direct, a minimal FastAPI relay, chatsite in one process and as two
+# workers behind nginx (PostgreSQL and Redis as for the tests). About 5 minutes on 2 cores; never
+# part of `make test`. ARGS="--quick" for fewer points; docs/benchmark.md tells what it measures.
+bench: $(VENV)/.bench-deps nginx
+	$(BIN)/python -m bench.relay $(ARGS)
 
 migrate: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput
@@ -44,6 +62,24 @@ browser:
 		echo "Installing Debian's chromium and chromium-driver..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# Debian's nginx for `make cluster` and the multi-process tests, which run it as their own
+# foreground process. The package would start a system nginx on port 80 (and fail the install
+# where that cannot start): a policy-rc.d saying "no" (exit 101) for the length of the install
+# keeps it from starting anything. One already there (containers ship one) is left alone, and
+# a system nginx that started all the same is stopped.
+nginx:
+	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
+		echo "Installing Debian's nginx..."; \
+		if ! test -e /usr/sbin/policy-rc.d; then \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+			chmod 755 /usr/sbin/policy-rc.d; \
+		fi; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		/usr/sbin/nginx -s quit 2>/dev/null || true; \
+	fi
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,6 +88,6 @@ format: $(VENV)/.test-deps
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.test-deps browser lint
+test: $(VENV)/.test-deps browser nginx lint
 	$(BIN)/python -m pytest
 	node --test tests/js/

@@ -7,6 +7,7 @@ Starts the model server and a daphne process of its own on free ports; prints a 
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -58,6 +59,9 @@ def app_run(client, max_tokens: int) -> tuple[float, float, int]:
             if isinstance(item, Event) and item.event == "token":
                 ttft = ttft or time.perf_counter() - t0
                 n += 1
+            elif isinstance(item, Event) and item.event == "done":
+                # An event may carry several tokens (the contract allows it): count the model's tokens.
+                n = item.data["stats"].get("tokens") or n
     total = time.perf_counter() - t0
     return ttft * 1000, n / (total - ttft), n
 
@@ -70,11 +74,8 @@ def summarise(rows: list[tuple[float, float, int]]) -> tuple[float, float, float
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    args = parser.parse_args()
+def measure(runs: int, max_tokens: int) -> dict[str, dict[str, float]]:
+    """Medians over `runs`, direct and through the app, interleaved so that drift hits both alike."""
     port = free_port()
     model = embedded.start(
         host="127.0.0.1",
@@ -82,28 +83,42 @@ def main() -> None:
         alias=settings.CHAT_EMBEDDED_MODEL,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    app = LiveApp(
-        workdir, {"OPENAI_BASE_URL": "", "CHAT_EMBEDDED_PORT": str(port), "CHAT_MAX_TOKENS": str(args.max_tokens)}
-    )
+    app = LiveApp(workdir, {"OPENAI_BASE_URL": "", "CHAT_EMBEDDED_PORT": str(port), "CHAT_MAX_TOKENS": str(max_tokens)})
     try:
         app.start()
         app.create_user("bench", "bench-password-1")
         client = app.client("bench", "bench-password-1")
         base_url = f"http://127.0.0.1:{port}/v1"
-        asyncio.run(direct_run(base_url, args.max_tokens))  # warm-up
+        asyncio.run(direct_run(base_url, max_tokens))  # warm-up
         direct, relayed = [], []
-        for _ in range(args.runs):  # interleaved, so drift hits both alike
-            direct.append(asyncio.run(direct_run(base_url, args.max_tokens)))
-            relayed.append(app_run(client, args.max_tokens))
-        print(f"embedded SmolLM2-135M-Instruct, {args.runs} runs, max_tokens={args.max_tokens}, median")
-        print(f"{'path':<28}{'ttft ms':>10}{'tokens/s':>10}{'tokens':>8}")
-        for name, rows in [("model server (direct)", direct), ("through the app (daphne)", relayed)]:
-            ttft, tps, n = summarise(rows)
-            print(f"{name:<28}{ttft:>10.0f}{tps:>10.1f}{n:>8.0f}")
+        for _ in range(runs):
+            direct.append(asyncio.run(direct_run(base_url, max_tokens)))
+            relayed.append(app_run(client, max_tokens))
         client.close()
     finally:
         app.stop()
         embedded.stop(model)
+    return {
+        name: dict(zip(("ttft_ms", "tokens_per_s", "tokens"), summarise(rows), strict=True))
+        for name, rows in (("direct", direct), ("app", relayed))
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--json", action="store_true", help="print one JSON line (bench/relay.py reads it)")
+    args = parser.parse_args()
+    result = measure(args.runs, args.max_tokens)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"embedded SmolLM2-135M-Instruct, {args.runs} runs, max_tokens={args.max_tokens}, median")
+    print(f"{'path':<28}{'ttft ms':>10}{'tokens/s':>10}{'tokens':>8}")
+    for name, key in [("model server (direct)", "direct"), ("through the app (daphne)", "app")]:
+        row = result[key]
+        print(f"{name:<28}{row['ttft_ms']:>10.0f}{row['tokens_per_s']:>10.1f}{row['tokens']:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+from .cluster import die_with_parent
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _files = ExitStack()
 
@@ -42,7 +44,12 @@ def start(*, host: str, port: int, alias: str, log: Path | None = None, wait_s: 
     """Start the model server (its output to `log`, or nowhere) and return once it answers."""
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(server_command(host=host, port=port, alias=alias), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            server_command(host=host, port=port, alias=alias),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
     finally:
         if log:
             out.close()

@@ -2,56 +2,65 @@
 
 The generation appends; each response follows from the client's Last-Event-ID. `append` is
 synchronous and cheap (the frame is encoded once, here) so the per-token path never waits on
-I/O; a networked backend (Redis streams, a later issue) flushes in the background instead.
+I/O. With several workers a mirror copies each frame to a Redis stream in the background
+(`redislog`); a worker following an answer generated elsewhere fills a log of its own from that
+stream (`remote`). Either way a response reads an in-memory log through `follow`.
 """
 
 import asyncio
-from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from django.conf import settings
 
 from . import sse
 
 
-class EventLog(ABC):
+class Mirror(Protocol):
+    def add(self, seq: int, frame: bytes, done: dict | None) -> None: ...
+
+
+class MemoryEventLog:
     """Frames numbered 1, 2, 3... in append order; `closed` once the `done` frame is in."""
 
-    @abstractmethod
-    def append(self, event: str, data: dict) -> int:
-        """Encode and store one event; return its sequence number."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """No more events will come; wake every follower."""
-
-    @abstractmethod
-    async def read(self, after: int, timeout: float) -> tuple[list[bytes], bool]:
-        """Frames after seq `after`, waiting up to `timeout` for one; and whether the log is closed."""
-
-
-class MemoryEventLog(EventLog):
-    """The in-process log: a list of encoded frames and one wake-up event for followers."""
-
-    def __init__(self) -> None:
+    def __init__(self, mirror: Mirror | None = None) -> None:
         self._frames: list[bytes] = []
         self._closed = False
         self._changed = asyncio.Event()
+        self.mirror = mirror
 
     @property
     def last_seq(self) -> int:
         return len(self._frames)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def append(self, event: str, data: dict) -> int:
-        if self._closed:
-            raise RuntimeError("append to a closed event log")
+        """Encode and store one event; return its sequence number."""
         seq = len(self._frames) + 1
-        self._frames.append(sse.encode_event(seq, event, data))
-        self._wake()
+        frame = sse.encode_event(seq, event, data)
+        self.append_frame(frame)
+        if self.mirror is not None:
+            self.mirror.add(seq, frame, data if event == "done" else None)
         return seq
 
+    def append_frame(self, frame: bytes) -> int:
+        """Store a frame encoded elsewhere (b"" keeps the place of one that cannot be had)."""
+        if self._closed:
+            raise RuntimeError("append to a closed event log")
+        self._frames.append(frame)
+        self._wake()
+        return len(self._frames)
+
     def close(self) -> None:
+        """No more events will come; wake every follower."""
         self._closed = True
         self._wake()
 
     async def read(self, after: int, timeout: float) -> tuple[list[bytes], bool]:
+        """Frames after seq `after`, waiting up to `timeout` for one; and whether the log is closed."""
         if after >= len(self._frames) and not self._closed:
             try:
                 async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
@@ -64,3 +73,26 @@ class MemoryEventLog(EventLog):
         # set() resolves every current waiter; clearing at once re-arms it for the next append.
         self._changed.set()
         self._changed.clear()
+
+
+async def follow(log: MemoryEventLog, after: int, done: Callable[[], tuple[int, dict] | None]) -> AsyncIterator[bytes]:
+    """The SSE body for one client: frames after `after`, pings while idle, until `done`.
+
+    `done()` gives the seq and data of the log's `done` event, for a client that claims to be
+    past it (a bogus id): it must still learn how the answer ended. None means the log closed
+    without one (its source was lost): the body just ends, and the client resumes elsewhere.
+    """
+    yield sse.encode_retry(settings.CHAT_RETRY_MS)
+    seq = after
+    while True:
+        frames, closed = await log.read(seq, settings.CHAT_PING_S)
+        if frames:
+            seq += len(frames)
+            yield b"".join(frames)
+        elif closed:
+            ending = done()
+            if ending is not None and seq > ending[0]:
+                yield sse.encode_event(seq + 1, "done", ending[1])
+            return
+        else:
+            yield sse.PING

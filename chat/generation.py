@@ -1,27 +1,36 @@
 """A running answer: its own task, pumping the upstream into an event log that responses follow.
 
 The HTTP response is only a follower: it can go away and come back (Last-Event-ID) while the
-generation runs on. Once nobody has followed for CHAT_DETACH_GRACE_S, the generation is
-abandoned and the upstream connection closed. Content is checkpointed about once a second,
-never per token, and finalised before `done` is sent, so what the client saw is what is stored.
+generation runs on. Once nobody has followed for CHAT_DETACH_GRACE_S, here or on another worker
+(their follower leases are in Redis), the generation is abandoned and the upstream connection
+closed. Content is checkpointed about once a second, never per token, and finalised before
+`done` is sent, so what the client saw is what is stored.
+
+With several workers the log is mirrored to a Redis stream, and a cancel may come from any
+worker: over this worker's control channel (`worker`) or, should that message be lost, through
+the durable flag the checkpoint loop reads.
 """
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from . import llm, sse, store
-from .eventlog import EventLog, MemoryEventLog
+from . import backplane, eventlog, llm, metrics, notify, store, tasks
+from .eventlog import MemoryEventLog
 from .models import Message
+from .redislog import StreamMirror
 
 logger = logging.getLogger(__name__)
 
 Status = Message.Status
+
+# How long a new answer waits for its first follower (the response that posted it).
+FIRST_FOLLOWER_WAIT_S = 30.0
 
 
 @dataclass
@@ -37,9 +46,10 @@ class Generation:
     user_message_id: int
     model: str
     prompt: list[dict]
-    log: EventLog = field(default_factory=MemoryEventLog)
+    log: MemoryEventLog = None  # type: ignore[assignment]  # made in __post_init__
 
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # the text of each token event
+    tokens: int = 0  # upstream chunks: an event may hold several that arrived together
     finish_reason: str | None = None
     ttft_ms: int | None = None
     status: str = Status.STREAMING
@@ -49,8 +59,13 @@ class Generation:
     _task: asyncio.Task | None = None
     _pump: asyncio.Task | None = None
     _grace: asyncio.TimerHandle | None = None
-    _done_seq: int = 0
-    _done_data: dict = field(default_factory=dict)
+    _done: tuple[int, dict] | None = None  # the `done` event's seq and data, once appended
+    _saved: int = 0  # token events in the last stored checkpoint
+    _last_token: float = 0.0  # monotonic time of the last token (metrics), 0 before the first
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = MemoryEventLog(StreamMirror(self.message_id) if backplane.enabled() else None)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -67,13 +82,15 @@ class Generation:
                 "model": self.model,
             },
         )
-        # A fresh context: the request's contextvars include asgiref's per-request executor,
-        # which dies with the response; the generation must outlive the response.
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"generation-{self.message_id}", context=contextvars.Context()
-        )
+        metrics.answer_started()  # answer_ended() in _end(), which the task always reaches
+        # A fresh context (tasks.background): the generation must outlive the response.
+        self._task = tasks.background(self._run(), name=f"generation-{self.message_id}")
+        _ensure_checkpointer()
         if self._followers == 0:
-            self._arm_grace()
+            # The poster's response attaches once Django starts streaming it, which under heavy
+            # load can take longer than the grace: give it longer before calling it gone.
+            self._arm_grace(max(settings.CHAT_DETACH_GRACE_S, FIRST_FOLLOWER_WAIT_S))
+        notify.generation_state(self.conversation_id, self.message_id, "started")
 
     def stop(self, status: str = Status.CANCELLED) -> None:
         """End the answer early: close the upstream at once; the first reason given wins."""
@@ -102,20 +119,8 @@ class Generation:
         """The SSE body for one client: frames after `after`, pings while idle, until `done`."""
         self._attach()
         try:
-            yield sse.encode_retry(settings.CHAT_RETRY_MS)
-            seq = after
-            while True:
-                frames, closed = await self.log.read(seq, settings.CHAT_PING_S)
-                if frames:
-                    seq += len(frames)
-                    yield b"".join(frames)
-                elif closed:
-                    if seq > self._done_seq:
-                        # The client is past our last event (a bogus id): it must still end.
-                        yield sse.encode_event(seq + 1, "done", self._done_data)
-                    return
-                else:
-                    yield sse.PING
+            async for chunk in eventlog.follow(self.log, after, lambda: self._done):
+                yield chunk
         finally:
             self._detach()
 
@@ -130,14 +135,40 @@ class Generation:
         if self._followers == 0 and not self.finished:
             self._arm_grace()
 
-    def _arm_grace(self) -> None:
+    def remote_detached(self) -> None:
+        """The last follower on another worker left: the grace period starts now, not at its next check."""
+        if self._followers == 0 and not self.finished:
+            self._arm_grace()
+
+    def _arm_grace(self, delay: float | None = None) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         loop = asyncio.get_running_loop()
-        self._grace = loop.call_later(settings.CHAT_DETACH_GRACE_S, self.stop, Status.INTERRUPTED)
+        self._grace = loop.call_later(settings.CHAT_DETACH_GRACE_S if delay is None else delay, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not backplane.enabled():
+            self.stop(Status.INTERRUPTED)
+        elif not self.finished:
+            tasks.background(self._abandon_unless_followed())
+
+    async def _abandon_unless_followed(self) -> None:
+        try:
+            followed_elsewhere = await backplane.remote_followers(self.message_id) > 0
+        except Exception:  # Redis is gone: nobody elsewhere can be following through it
+            logger.exception("follower check of message %s failed", self.message_id)
+            followed_elsewhere = False
+        if self._followers or self.finished:
+            return
+        if followed_elsewhere:
+            self._arm_grace()  # look again after another grace period
+        else:
+            self.stop(Status.INTERRUPTED)
 
     # --- the task ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        checkpoints = asyncio.create_task(self._checkpoint_loop())
         try:
             ending = await self._generate()
         except asyncio.CancelledError:
@@ -145,12 +176,12 @@ class Generation:
             self.stop(Status.INTERRUPTED)
             if self._pump is not None:
                 await asyncio.wait({self._pump})  # no token may slip in after the final save
-            await self._end(checkpoints, Ending(Status.INTERRUPTED))
+            await self._end(Ending(Status.INTERRUPTED))
             raise
         except Exception:
             logger.exception("generation %s failed", self.message_id)
             ending = Ending(Status.ERROR, llm.UpstreamError("internal_error", "The answer failed on the server."))
-        await self._end(checkpoints, ending)
+        await self._end(ending)
 
     async def _generate(self) -> Ending:
         self._pump = asyncio.create_task(self._pump_upstream())
@@ -166,30 +197,28 @@ class Generation:
 
     async def _pump_upstream(self) -> None:
         deltas = llm.stream_chat(self.prompt, model=self.model, max_tokens=settings.CHAT_MAX_TOKENS)
-        async for delta in deltas:
-            if delta.text:
-                if self.ttft_ms is None:
-                    self.ttft_ms = self._elapsed_ms()
-                # Log first: if the event cannot be sent, the text must not be stored either.
-                self.log.append("token", {"text": delta.text})
-                self.parts.append(delta.text)
-            if delta.finish_reason:
-                self.finish_reason = delta.finish_reason
+        async with aclosing(deltas):  # whatever ends the loop, the upstream connection closes now
+            async for delta in deltas:
+                if delta.text:
+                    if self.ttft_ms is None:
+                        self.ttft_ms = self._elapsed_ms()
+                    # Log first: if the event cannot be sent, the text must not be stored either.
+                    self.log.append("token", {"text": delta.text})
+                    self.parts.append(delta.text)
+                    self.tokens += delta.count
+                    self._last_token = metrics.token(self._started, self._last_token, delta.count)
+                if delta.finish_reason:
+                    self.finish_reason = delta.finish_reason
 
-    async def _checkpoint_loop(self) -> None:
-        saved = 0
-        while True:
-            await asyncio.sleep(settings.CHAT_CHECKPOINT_S)
-            if len(self.parts) != saved:
-                saved = len(self.parts)
-                try:
-                    await store.checkpoint(self.message_id, self.parts[:saved], ttft_ms=self.ttft_ms)
-                except Exception:  # a missed checkpoint costs nothing the final save won't fix
-                    logger.exception("checkpoint of message %s failed", self.message_id)
+    def checkpoint_due(self) -> "store.Checkpoint | None":
+        """The text so far, if it grew since the last stored checkpoint."""
+        n = len(self.parts)
+        if n == self._saved:
+            return None
+        return store.Checkpoint(self.message_id, self.parts[:n], self.tokens, self.ttft_ms)
 
-    async def _end(self, checkpoints: asyncio.Task, ending: Ending) -> None:
+    async def _end(self, ending: Ending) -> None:
         """Store the answer, then close the log with `error` (if any) and `done`."""
-        checkpoints.cancel()
         if self._grace is not None:
             self._grace.cancel()
         try:
@@ -202,12 +231,16 @@ class Generation:
                 result = self._result(ending)
             if (error := result.error_event()) is not None:
                 self.log.append("error", error)
-            self._done_data = result.done_event()
-            self._done_seq = self.log.append("done", self._done_data)
+            done = result.done_event()
+            self._done = self.log.append("done", done), done
         finally:
             self.status = ending.status
             self.log.close()
             _running.pop(self.message_id, None)
+            metrics.answer_ended(ending.status, ending.error.code if ending.error else "")
+            notify.generation_state(self.conversation_id, self.message_id, notify.STATE_OF[ending.status])
+        if self.log.mirror is not None:
+            await self.log.mirror.flushed()  # followers on other workers get `done` before we call it over
 
     def _result(self, ending: Ending) -> "store.Result":
         finish = self.finish_reason if ending.status == Status.COMPLETE else ending.status
@@ -216,7 +249,7 @@ class Generation:
             finish_reason=finish or "stop",
             model=self.model,
             ttft_ms=self.ttft_ms,
-            tokens=len(self.parts),
+            tokens=self.tokens,
             duration_ms=self._elapsed_ms(),
             error_code=ending.error.code if ending.error else "",
             error_message=ending.error.message if ending.error else "",
@@ -233,6 +266,50 @@ _running: dict[int, Generation] = {}
 
 def running(message_id: int) -> Generation | None:
     return _running.get(message_id)
+
+
+# --- checkpoints: one task for every answer of this process -----------------------------------
+
+_checkpointer: asyncio.Task | None = None
+
+
+def _ensure_checkpointer() -> None:
+    global _checkpointer
+    loop = asyncio.get_running_loop()
+    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not loop:
+        _checkpointer = tasks.background(_checkpoint_all(), name="checkpoints")
+
+
+async def _checkpoint_all() -> None:
+    """Every CHAT_CHECKPOINT_S while answers run here: their cancel flags in one Redis round trip,
+    then the text of those that grew, in one thread hop and one database transaction. (One task
+    and one write per answer each second cost a thread hop and a connection per answer.)"""
+    while _running:
+        await asyncio.sleep(settings.CHAT_CHECKPOINT_S)
+        generations = [gen for gen in _running.values() if not gen.finished]
+        await _check_cancel_flags(generations)
+        due = [(gen, c) for gen in generations if (c := gen.checkpoint_due()) is not None]
+        if not due:
+            continue
+        try:
+            await store.checkpoint([c for _, c in due])
+        except Exception:  # a missed checkpoint costs nothing the final save won't fix
+            logger.exception("checkpoint of %d answer(s) failed", len(due))
+            continue
+        for gen, c in due:
+            gen._saved = len(c.parts)
+
+
+async def _check_cancel_flags(generations: list[Generation]) -> None:
+    """A cancel sent from another worker whose control message was lost still stops its answer."""
+    try:
+        asked = await backplane.cancel_requested([gen.message_id for gen in generations])
+    except Exception:
+        logger.warning("cancel flags unreadable", exc_info=True)
+        return
+    for gen in generations:
+        if status := asked.get(gen.message_id):
+            gen.stop(status)
 
 
 async def stop_all(timeout: float = 10.0) -> None:

@@ -1,11 +1,22 @@
 """The one place that talks to the OpenAI-compatible upstream (embedded SmolLM2, vLLM, OpenAI...)."""
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import openai
+import orjson
 from django.conf import settings
+
+try:  # openai 3 reads through httpx2 and knows which of its errors are timeouts
+    from openai._httpx2 import request_exceptions, timeout_exceptions
+
+    TIMEOUT_ERRORS, REQUEST_ERRORS = timeout_exceptions(), request_exceptions()
+except ImportError:  # earlier SDKs read through httpx
+    import httpx
+
+    TIMEOUT_ERRORS, REQUEST_ERRORS = (httpx.TimeoutException,), (httpx.RequestError,)
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Delta:
 
     text: str = ""
     finish_reason: str | None = None
+    count: int = 0  # the upstream chunks with text merged into this one: tokens, near enough
 
 
 _client: openai.AsyncOpenAI | None = None
@@ -47,6 +59,11 @@ def client() -> openai.AsyncOpenAI:
     return _client
 
 
+def warm_up() -> None:
+    """Build the shared client and the SDK parts a streamed answer uses, without a request."""
+    _ = client().chat.completions.with_streaming_response
+
+
 def reset_client() -> None:
     """Forget the shared client (settings changed, or a new event loop in tests)."""
     global _client
@@ -54,36 +71,116 @@ def reset_client() -> None:
 
 
 async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> AsyncIterator[Delta]:
-    """Yield the answer's deltas; the upstream connection is closed when the caller stops."""
+    """Yield the answer's deltas; the upstream connection is closed when the caller stops.
+
+    The SDK makes the request (auth, headers, status errors) but we read its raw body: building
+    a pydantic chunk object per token was the largest single cost of relaying a token. Chunks
+    that arrive in one read are merged into one Delta, so a busy process sends fewer, larger
+    events instead of falling behind; a lone token still goes out at once.
+    """
     try:
-        stream = await client().chat.completions.create(
+        opened = client().chat.completions.with_streaming_response.create(
             model=model, messages=messages, max_tokens=max_tokens, stream=True
         )
+        response = await opened.__aenter__()
     except openai.APIError as exc:
-        raise _translate(exc, started=False) from exc
-    finished = False
-    surrogates = SurrogateJoiner()
+        raise _translate(exc) from exc
+    chunks = ChunkReader()
     try:
-        async for chunk in stream:
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            text = surrogates.feed((choice.delta.content if choice.delta else None) or "")
-            finished = finished or bool(choice.finish_reason)
-            if choice.finish_reason:
-                text += surrogates.flush()
-            if text or choice.finish_reason:
-                yield Delta(text=text, finish_reason=choice.finish_reason)
-    except openai.APIError as exc:
-        raise _translate(exc, started=True) from exc
-    else:
-        # Every OpenAI-compatible server ends an answer with a finish_reason. A body that just
-        # stops (a close-delimited response cut off) is a broken connection, not an answer.
-        if not finished:
-            raise UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
+        async for data in response.iter_bytes():
+            delta = chunks.feed(data)
+            if delta.text or delta.finish_reason:
+                yield delta
+            if chunks.failure is not None:
+                raise chunks.failure  # after the text that came before it in the same read
+            if chunks.ended:
+                break
+    except TIMEOUT_ERRORS as exc:
+        raise _timed_out() from exc
+    except REQUEST_ERRORS as exc:
+        raise _disconnected() from exc
     finally:
         # Closing the response closes the HTTP connection: the upstream stops generating.
-        await stream.close()
+        await opened.__aexit__(None, None, None)
+    if not chunks.finished:
+        # Every OpenAI-compatible server ends an answer with a finish_reason. A body that just
+        # stops (a close-delimited response cut off) is a broken connection, not an answer.
+        raise _disconnected()
+
+
+class ChunkReader:
+    """The body of a streamed chat completion, as bytes arrive: `data:` lines of JSON chunks.
+
+    Only `data:` lines matter (each holds one whole JSON object; event boundaries do not), so a
+    read is cut after its last line break, `\n` or `\r`, and the rest waits for the next read.
+    An `error` object, or an `event: error` line's data, is the upstream failing mid-answer.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._error_event = False
+        self._surrogates = SurrogateJoiner()
+        self.finished = False  # a finish_reason came
+        self.ended = False  # [DONE] came: nothing more to read
+        self.failure: UpstreamError | None = None  # the upstream failed; nothing after it counts
+
+    def feed(self, data: bytes) -> Delta:
+        """Everything in the complete lines so far, as one Delta (maybe empty)."""
+        data = self._rest + data
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        self._rest = data[cut:]
+        texts: list[str] = []
+        finish_reason = None
+        for line in data[:cut].splitlines():
+            if self.failure is not None:
+                break
+            if line.startswith(b"data:"):
+                try:
+                    finish_reason = self._chunk(line[5:].strip(), texts) or finish_reason
+                except UpstreamError as failure:
+                    self.failure = failure
+            elif line.startswith(b"event:"):
+                self._error_event = line[6:].strip() == b"error"
+        text = self._surrogates.feed("".join(texts))
+        if finish_reason:
+            text += self._surrogates.flush()
+        return Delta(text=text, finish_reason=finish_reason, count=len(texts))
+
+    def _chunk(self, payload: bytes, texts: list[str]) -> str | None:
+        if payload == b"[DONE]" or self.ended:
+            self.ended = True
+            return None
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            # orjson refuses a lone surrogate escape (half an emoji per chunk, which some servers
+            # send; SurrogateJoiner mends them); the standard decoder takes it.
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                raise UpstreamError("upstream_bad_chunk", "The model server sent a malformed chunk.") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("upstream_bad_chunk", "The model server sent a malformed chunk.")
+        if self._error_event or chunk.get("error"):
+            raise UpstreamError("upstream_error", f"The model server failed: {_error_message(chunk)}")
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            return None  # e.g. a usage-only chunk
+        choice = choices[0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and isinstance(content := delta.get("content"), str) and content:
+            texts.append(content)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            self.finished = True
+            return str(finish_reason)
+        return None
+
+
+def _error_message(chunk: dict) -> str:
+    error = chunk.get("error", chunk)
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:300] if message else "An error occurred during streaming"
 
 
 class SurrogateJoiner:
@@ -119,12 +216,19 @@ def _fix_surrogates(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-def _translate(exc: openai.APIError, *, started: bool) -> UpstreamError:
+def _timed_out() -> UpstreamError:
+    return UpstreamError("upstream_timeout", "The model stopped responding.")
+
+
+def _disconnected() -> UpstreamError:
+    return UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
+
+
+def _translate(exc: openai.APIError) -> UpstreamError:
+    """An SDK error raised before the answer's body is read (mid-answer ones are ours)."""
     if isinstance(exc, openai.APITimeoutError):
-        return UpstreamError("upstream_timeout", "The model stopped responding.")
+        return _timed_out()
     if isinstance(exc, openai.APIConnectionError):
-        if started:
-            return UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
         return UpstreamError("upstream_unavailable", f"The model server at {settings.OPENAI_BASE_URL} is unreachable.")
     if isinstance(exc, openai.APIStatusError):
         recoverable = exc.status_code in (408, 409, 429) or exc.status_code >= 500

@@ -16,6 +16,10 @@ def conversation_get(*, user: AbstractBaseUser, id: int, for_update: bool = Fals
     return get_object_or_404(qs.select_for_update() if for_update else qs, pk=id)
 
 
+def conversation_exists(*, user: AbstractBaseUser, id: int) -> bool:
+    return Conversation.objects.owned_by(user).filter(pk=id).exists()
+
+
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 

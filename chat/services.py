@@ -6,11 +6,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from redis.exceptions import RedisError
 
-from . import generation, recovery, selectors, sse, store
+from . import backplane, generation, recovery, remote, selectors, sse, store, worker
+from .backplane import WORKER_ID
 from .generation import Generation
 from .models import Conversation, Message
-from .worker import WORKER_ID
 
 
 class ServiceError(Exception):
@@ -31,10 +32,8 @@ def conversation_create(*, user: AbstractBaseUser, title: object = "") -> Conver
 async def conversation_delete(*, user: AbstractBaseUser, id: int) -> None:
     """Delete a conversation, stopping any answer still streaming in it first."""
     conversation = await sync_to_async(selectors.conversation_get)(user=user, id=id)
-    async for message_id in conversation.messages.streaming().values_list("id", flat=True):
-        if gen := generation.running(message_id):
-            gen.stop(Message.Status.CANCELLED)
-            await gen.wait(timeout=5)
+    async for message in conversation.messages.streaming():
+        await _stop(message, wait=True)
     await conversation.adelete()
 
 
@@ -54,6 +53,13 @@ def _clean_title(title: object) -> str:
 
 async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content: object) -> Generation:
     """Store the user's message and an empty streaming answer, and start generating it."""
+    try:
+        # Our heartbeat must be fresh before an answer carries our name (other workers check it),
+        # and an answer left streaming by a dead worker must not block this conversation.
+        await worker.ensure_started()
+        await recovery.sweep(conversation_id=conversation_id)
+    except RedisError as exc:
+        raise ServiceError("unavailable", f"The server cannot reach Redis ({exc}); try again shortly.", 503) from exc
     user_message, answer, prompt = await sync_to_async(_message_post)(
         user=user, conversation_id=conversation_id, content=content
     )
@@ -116,23 +122,44 @@ def _title_from(content: str, limit: int = 60) -> str:
 
 
 async def answer_stop(*, user: AbstractBaseUser, message_id: int) -> str:
-    """Stop an answer (idempotent) and return its status once it is stored."""
+    """Stop an answer (idempotent), wherever it runs, and return its status once it is stored."""
     message = await _answer_get(user=user, message_id=message_id)
+    return await _stop(message, wait=True)
+
+
+async def answer_cancel(*, user: AbstractBaseUser, conversation_id: int, message_id: object) -> None:
+    """Stop an answer of this conversation (the WebSocket's cancel); its end is announced, not awaited."""
+    if isinstance(message_id, bool) or not isinstance(message_id, int):
+        raise ServiceError("invalid_message_id", "message_id must be an integer.")
+    message = await Message.objects.owned_by(user).filter(pk=message_id, conversation_id=conversation_id).afirst()
+    if message is None or message.role != Message.Role.ASSISTANT:
+        raise ServiceError("not_found", f"No answer {message_id} in this conversation.", 404)
+    await _stop(message, wait=False)
+
+
+async def _stop(message: Message, *, wait: bool, status: str = Message.Status.CANCELLED) -> str:
     if gen := generation.running(message.pk):
-        gen.stop(Message.Status.CANCELLED)
-        await gen.wait(timeout=5)
+        gen.stop(status)
+        if wait:
+            await gen.wait(timeout=5)
         return gen.status
-    if message.status == Message.Status.STREAMING:
+    if message.status != Message.Status.STREAMING:
+        return message.status
+    if message.worker == WORKER_ID or not await backplane.worker_alive(message.worker):
         return await recovery.settle_orphan(message)
-    return message.status
+    # Another live worker runs it: tell that worker, then (for HTTP) wait to see it stored.
+    await backplane.request_cancel(message.worker, message.pk, status)
+    return await remote.wait_done(message, timeout=5) if wait else message.status
 
 
 async def answer_follow(*, user: AbstractBaseUser, message_id: int, after: int) -> AsyncIterator[bytes]:
-    """The SSE body for a (re)attaching client: live from the log, or replayed from the database."""
+    """The SSE body for a (re)attaching client: live from a log, or replayed from the database."""
     message = await _answer_get(user=user, message_id=message_id)
     if gen := generation.running(message.pk):
         return gen.follow(after)
     if message.status == Message.Status.STREAMING:
+        if message.worker != WORKER_ID and await backplane.worker_alive(message.worker):
+            return remote.follow(message, after)  # generated on another worker: follow its Redis log
         await recovery.settle_orphan(message)
     return _replay(message, after)
 

@@ -9,7 +9,7 @@ waits for their final saves; attached clients even receive their `done`.
 import asyncio
 import sys
 
-from . import generation
+from . import generation, worker
 
 
 def install() -> None:
@@ -22,4 +22,9 @@ def install() -> None:
 def _before_shutdown():
     from twisted.internet.defer import Deferred
 
-    return Deferred.fromFuture(asyncio.ensure_future(generation.stop_all()))
+    return Deferred.fromFuture(asyncio.ensure_future(_stop()))
+
+
+async def _stop() -> None:
+    await generation.stop_all()  # stored, and `done` sent here and to Redis
+    await worker.stop()

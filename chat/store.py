@@ -1,7 +1,8 @@
 """Persistence of a running answer: periodic checkpoints and the final save.
 
-Both are single UPDATE statements (short transactions, no read-modify-write), so hundreds of
-answers can checkpoint on SQLite without "database is locked".
+Both are plain UPDATEs (short transactions, no read-modify-write); the checkpoints of every
+answer in a process go together, in one transaction a tick, so hundreds of answers can
+checkpoint on SQLite without "database is locked".
 
 They run in asgiref's shared sync thread, outside any request, so nothing closes a broken or
 expired connection for them the way request_started/finished does for views: each write does
@@ -11,7 +12,7 @@ that check itself, and a write that meets a dropped connection is retried once o
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from .models import Message, answer_stats
@@ -63,15 +64,34 @@ class Result:
         )
 
 
-async def checkpoint(message_id: int, parts: list[str], *, ttft_ms: int | None) -> None:
-    """Store the text so far; a no-op once the answer is final (a late checkpoint loses)."""
-    await sync_to_async(_update)(
-        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING),
-        content="".join(parts),
-        chunks=[len(p) for p in parts],
-        tokens=len(parts),
-        ttft_ms=ttft_ms,
-    )
+@dataclass(frozen=True)
+class Checkpoint:
+    message_id: int
+    parts: list[str]
+    tokens: int
+    ttft_ms: int | None
+
+
+async def checkpoint(checkpoints: list[Checkpoint]) -> None:
+    """Store the text so far of several answers in one thread hop and one transaction; a no-op
+    for an answer already final (a late checkpoint loses)."""
+    await sync_to_async(_checkpoint)(checkpoints)
+
+
+def _checkpoint(checkpoints: list[Checkpoint]) -> None:
+    def write() -> None:
+        with transaction.atomic():
+            for c in checkpoints:
+                Message.objects.filter(pk=c.message_id, status=Message.Status.STREAMING).update(
+                    content="".join(c.parts),
+                    chunks=[len(p) for p in c.parts],
+                    tokens=c.tokens,
+                    ttft_ms=c.ttft_ms,
+                    updated_at=now,
+                )
+
+    now = timezone.now()
+    _retry_once(write)
 
 
 async def finalise(message_id: int, parts: list[str], result: Result) -> None:
@@ -93,11 +113,15 @@ async def finalise(message_id: int, parts: list[str], result: Result) -> None:
 
 
 def _update(qs, **fields) -> int:
+    return _retry_once(lambda: qs.update(**fields, updated_at=timezone.now()))
+
+
+def _retry_once(write):
     close_old_connections()
     try:
-        return qs.update(**fields, updated_at=timezone.now())
+        return write()
     except (OperationalError, InterfaceError):
         if connection.in_atomic_block or connection.is_usable():
             raise  # the database said no (locked, constraint...): not a dropped connection
         connection.close()
-        return qs.update(**fields, updated_at=timezone.now())
+        return write()

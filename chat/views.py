@@ -8,9 +8,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
+from redis.exceptions import RedisError
 
 from . import selectors, serializers, services, sse
 from .services import ServiceError
@@ -20,6 +22,12 @@ def error_response(code: str, message: str, status: int) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
+def method_not_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> JsonResponse:
+    response = error_response("method_not_allowed", f"{request.method} is not allowed here.", 405)
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
 def api(*methods: str) -> Callable:
     """An async JSON endpoint: login required, the given methods only, errors as JSON."""
 
@@ -27,18 +35,26 @@ def api(*methods: str) -> Callable:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method not in methods:
-                response = error_response("method_not_allowed", f"{request.method} is not allowed here.", 405)
-                response["Allow"] = ", ".join(methods)
-                return response
-            request.user = await request.auser()
-            if not request.user.is_authenticated:
-                return error_response("not_authenticated", "Log in first.", 401)
+                return method_not_allowed(request, methods)
             try:
-                return await view(request, *args, **kwargs)
+                request.user = await request.auser()
+                if not request.user.is_authenticated:
+                    return error_response("not_authenticated", "Log in first.", 401)
+                response = await view(request, *args, **kwargs)
             except ServiceError as exc:
                 return error_response(exc.code, exc.message, exc.status)
             except Http404:
                 return error_response("not_found", "No such object.", 404)
+            except RedisError:  # several workers, and what they share is out of reach
+                return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503)
+            except OperationalError:  # the database is down, or every pooled connection stayed busy
+                return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503)
+            if response.streaming:
+                # This request's sync thread would hold its database connection until the stream
+                # ends (request_finished): N streams, N idle connections, and PostgreSQL refuses
+                # the next client. The stream needs none, so it goes back now.
+                await sync_to_async(connections.close_all)()
+            return response
 
         return wrapper
 

@@ -7,15 +7,27 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat import shutdown  # noqa: E402
+from chat import llm, shutdown  # noqa: E402
 from chat.recovery import interrupt_orphans  # noqa: E402
+from chat.routing import websocket_urlpatterns  # noqa: E402
 
-# Answers a previous process left `streaming` can never finish now: say so before serving.
+# Answers that a dead worker left `streaming` can never finish now: say so before serving.
+# (Those of live workers, with a heartbeat in Redis, are left alone.)
 interrupt_orphans()
 # And on the way out, store every answer still in flight before the loop stops.
 shutdown.install()
+# The upstream client's first use costs tens of milliseconds (SSL context, lazy SDK modules):
+# pay it now, not in the first user's time to first token.
+llm.warm_up()
 
-# WebSocket routes (cancel, typing) join here in a later issue.
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # A foreign Origin is refused before the session is even read; then login and ownership.
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

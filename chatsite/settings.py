@@ -88,10 +88,29 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 10) > 0:
+    # Each worker borrows from its own pool of at most DATABASE_POOL_SIZE connections (psycopg's,
+    # through Django): every concurrent request runs its ORM work in a thread of its own, so without
+    # a bound a burst of requests on a few workers opens more connections than PostgreSQL allows
+    # (100 by default) and the rest fail. With it they wait their turn, at most
+    # DATABASE_POOL_TIMEOUT_S, then get a 503. Pooling replaces CONN_MAX_AGE (Django allows one).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DATABASE_POOL_SIZE", 10),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT_S", 10.0),
+    }
+    # A pooled connection may have died while it waited (a database restart): Django then has the
+    # pool test it on the way out (one round trip) instead of failing the request that gets it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Keys of this app in Redis start with this (channels-redis uses its own "asgi" prefix).
+CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "chat:")
+# Per worker; an answer followed here but generated on another worker holds one while it streams.
+CHAT_REDIS_MAX_CONNECTIONS = env_int("CHAT_REDIS_MAX_CONNECTIONS", 2000)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -168,5 +187,28 @@ CHAT_RETRY_MS = env_int("CHAT_RETRY_MS", 2000)
 CHAT_UPSTREAM_CONNECT_TIMEOUT_S = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_S", 10.0)
 # Longest silence tolerated from the upstream, first token included (a big prompt on a CPU is slow).
 CHAT_UPSTREAM_READ_TIMEOUT_S = env_float("CHAT_UPSTREAM_READ_TIMEOUT_S", 120.0)
-# How long a finished answer's event log stays in memory for exact resume before the DB serves it.
+# How long a finished answer's event log stays in Redis for resume before the database serves it.
 CHAT_LOG_RETENTION_S = env_float("CHAT_LOG_RETENTION_S", 60.0)
+# A running answer's Redis log expires this long after its last event (its worker vanished).
+CHAT_LOG_TTL_S = env_float("CHAT_LOG_TTL_S", 3600.0)
+# Bound on a Redis log's length; above CHAT_MAX_TOKENS + 3, so only a runaway answer is trimmed.
+CHAT_LOG_MAX_EVENTS = env_int("CHAT_LOG_MAX_EVENTS", 5000)
+
+# --- Several workers (REDIS_URL set) ---------------------------------------------------------
+# Each worker refreshes its heartbeat every CHAT_HEARTBEAT_S; one silent for CHAT_WORKER_TTL_S
+# is dead and its answers get settled. A follower on another worker notices within about
+# CHAT_WORKER_TTL_S + CHAT_HEARTBEAT_S.
+CHAT_HEARTBEAT_S = env_float("CHAT_HEARTBEAT_S", 1.5)
+CHAT_WORKER_TTL_S = env_float("CHAT_WORKER_TTL_S", 6.0)
+# A worker following an answer generated elsewhere holds a lease on it for this long, renewed.
+CHAT_LEASE_S = env_float("CHAT_LEASE_S", 6.0)
+# How often each worker looks for answers of dead workers that nobody is following.
+CHAT_SWEEP_S = env_float("CHAT_SWEEP_S", 5.0)
+# WebSocket: typing news relayed at most this often per connection.
+CHAT_TYPING_THROTTLE_S = env_float("CHAT_TYPING_THROTTLE_S", 1.0)
+
+# --- Operations (/healthz, /readyz, /metrics) ------------------------------------------------
+# A scraper presents it as `Authorization: Bearer <token>`; empty: only a staff session may read /metrics.
+CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
+# Each of /readyz's checks (database, upstream, Redis) fails past this; they run side by side.
+CHAT_READY_TIMEOUT_S = env_float("CHAT_READY_TIMEOUT_S", 2.0)

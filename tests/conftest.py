@@ -1,9 +1,11 @@
-"""Shared fixtures: the scripted upstream, the app under daphne, users and logged-in clients."""
+"""Shared fixtures: the scripted upstream, the app under daphne (alone or several behind nginx), users and
+logged-in clients."""
 
 import pytest
 from django.test import AsyncClient
 
 from chat import generation, llm
+from tests.cluster import Cluster
 from tests.live import PASSWORD, ApiClient, LiveApp
 from tests.upstream import ScriptedUpstream
 
@@ -41,6 +43,13 @@ def live(upstream_server, tmp_path_factory):
         app.create_user(name, PASSWORD)
     yield app
     app.stop()
+
+
+@pytest.fixture
+def cluster(upstream, tmp_path):
+    """Two workers behind nginx on a PostgreSQL database and a Redis db of their own (tests/cluster.py)."""
+    with Cluster(tmp_path, upstream.base_url, LIVE_ENV) as running:
+        yield running
 
 
 @pytest.fixture

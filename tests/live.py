@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from chat import cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery"
 
@@ -52,8 +54,9 @@ def iter_sse(lines: Iterator[str]) -> Iterator[Event | str]:
 class LiveApp:
     """One daphne process on a free port with its own database and settings."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]):
+    def __init__(self, workdir: Path, env: dict[str, str], *, migrate: bool = True):
         self.workdir = workdir
+        self.migrate = migrate  # False when someone else migrates the shared database (tests/cluster.py)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db_path = workdir / "db.sqlite3"
@@ -92,18 +95,27 @@ class LiveApp:
         )
 
     def start(self) -> "LiveApp":
-        self.manage("migrate", "--noinput", "-v0")
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> "LiveApp":
+        """Start daphne without waiting for it (several at once start faster); then wait_ready()."""
+        if self.migrate:
+            self.manage("migrate", "--noinput", "-v0")
         if getattr(self, "_log", None):  # a restart: the last process's log handle is done with
             self._log.close()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
+            cluster.worker_command(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=cluster.die_with_parent,
         )
-        deadline = time.monotonic() + 30
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> "LiveApp":
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daphne exited:\n{self.log()}")

@@ -1,5 +1,6 @@
 """The JSON API through Django's async test client: auth, isolation, CRUD and bad input."""
 
+import asyncio
 import json
 
 import pytest
@@ -193,6 +194,19 @@ async def test_an_answer_streams_and_the_conversation_gets_a_title(client_for, u
     assert set(answer["stats"]) == {"ttft_ms", "tokens", "duration_ms", "tokens_per_s", "finish_reason", "model"}
 
 
+async def test_an_answer_whose_response_starts_streaming_late_is_not_abandoned(client_for, user, upstream):
+    """Under heavy load the posting response may start streaming seconds after the answer began
+    (longer than the 1 s grace here): its answer must not be given up as unfollowed meanwhile."""
+    upstream.push(tokens=30, rate=15)  # two seconds of answer
+    client = await client_for(user)
+    cid = json.loads((await post_json(client, "/api/conversations/", {})).content)["id"]
+    r = await post_json(client, f"/api/conversations/{cid}/messages/", {"content": "slow start"})
+    await asyncio.sleep(1.5)  # the response has not been read from yet: nobody follows
+    events = await events_of(r)
+    assert events[-1].data["status"] == "complete"
+    assert text_of(events) == "".join(f"w{i} " for i in range(30))
+
+
 async def test_earlier_turns_go_upstream_within_the_context_budget(client_for, user, upstream, app_settings):
     app_settings.CHAT_CONTEXT_CHARS = 60
     app_settings.CHAT_MAX_TOKENS = 77
@@ -250,7 +264,8 @@ async def test_deleting_a_conversation_stops_its_answer(client_for, user, upstre
     stream = r.streaming_content
     await anext(stream)
     assert (await client.delete(f"/api/conversations/{cid}/")).status_code == 204
-    assert upstream.last().client_closed_at is not None
+    # Closed by the time the delete answers; the scripted server's thread notes it a moment later.
+    upstream.wait_for(lambda: upstream.last().client_closed_at, 1.0, "the upstream to see its connection closed")
     assert await Message.objects.acount() == 0
     await stream.aclose()
 

@@ -41,4 +41,5 @@ def test_embedded_model_answers_token_by_token_through_the_app(model_port, tmp_p
     assert events[0].data["model"] == settings.CHAT_EMBEDDED_MODEL
     assert done["status"] == "complete", events[-3:]
     assert len(tokens) >= 5  # many small events, not one lump
-    assert done["stats"]["tokens"] == len(tokens) and done["stats"]["tokens_per_s"] > 0
+    # An event may carry several upstream chunks that arrived in one read; stats count chunks.
+    assert done["stats"]["tokens"] >= len(tokens) and done["stats"]["tokens_per_s"] > 0

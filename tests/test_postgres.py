@@ -1,6 +1,7 @@
 """The app on PostgreSQL (DATABASE_URL), as deployed: answers stream, stop and are stored."""
 
 import threading
+import time
 import uuid
 
 import httpx
@@ -25,8 +26,12 @@ def pg_url():
 
 
 @pytest.fixture
-def pg_app(pg_url, upstream, tmp_path):
-    with LiveApp(tmp_path, {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}) as app:
+def pg_app(pg_url, upstream, tmp_path, request):
+    """The app on its own PostgreSQL database; DATABASE_POOL_SIZE from a `pool_size` parameter, if any."""
+    env = {"OPENAI_BASE_URL": upstream.base_url, "DATABASE_URL": pg_url, **LIVE_ENV}
+    if hasattr(request, "param"):
+        env["DATABASE_POOL_SIZE"] = str(request.param)
+    with LiveApp(tmp_path, env) as app:
         yield app
 
 
@@ -90,3 +95,66 @@ def test_answers_survive_the_database_dropping_the_connection(pg_app, pg_url, up
         assert events[-1].data["status"] == "complete", events[-2:]
         stored = client.answer(cid)
         assert (stored["status"], stored["content"]) == ("complete", text_of(events))
+
+
+@pytest.mark.parametrize("pg_app", [0, 3], indirect=True, ids=["no pool", "pool of 3"])
+def test_streams_hold_no_database_connection_while_they_stream(pg_app, pg_url, upstream):
+    """Twelve answers streaming at once use a few PostgreSQL connections, not twelve. With a pool
+    of three, a stream that kept its connection would starve the fourth POST."""
+    client = pg_app.new_client("kate")
+    cids = [client.new_conversation() for _ in range(12)]
+    upstream.default = Script(tokens=60, rate=20)
+    started = threading.Barrier(13)
+    results: list[str] = []
+
+    def stream(cid: int) -> None:
+        with client.post_stream(cid, "hold on") as r:
+            events = EventStream(r)
+            events.events(limit=2)
+            started.wait()
+            results.append(events.events()[-1].data["status"])
+
+    threads = [threading.Thread(target=stream, args=(cid,)) for cid in cids]
+    for t in threads:
+        t.start()
+    started.wait(20)
+    with psycopg.connect(f"{SERVER}/postgres") as db:
+        held = db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (pg_url.rsplit("/", 1)[1],))
+        connections = held.fetchone()[0]
+    for t in threads:
+        t.join(30)
+    assert results == ["complete"] * 12
+    assert connections <= 3, f"{connections} connections for 12 streams"
+
+
+@pytest.mark.parametrize("pg_app", [3], indirect=True)
+def test_a_burst_of_requests_waits_for_pooled_connections_instead_of_failing(pg_app, pg_url, upstream):
+    """Twenty requests that each need the database while it is slow (here: a table locked for a
+    second): the worker holds at most its pool of three connections, the others wait their turn,
+    and every request is served. Without a bound each waiting request holds a connection of its
+    own, and on a busy cluster PostgreSQL refuses clients past max_connections."""
+    client = pg_app.new_client("liam")
+    cid = client.new_conversation()
+    name = pg_url.rsplit("/", 1)[1]
+    statuses: list[int] = []
+
+    def request() -> None:
+        with httpx.Client(base_url=pg_app.base_url, cookies=client.http.cookies, headers=client.http.headers) as c:
+            statuses.append(c.get(f"/api/conversations/{cid}/", timeout=30).status_code)
+
+    def held() -> int:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        with psycopg.connect(f"{SERVER}/postgres") as db:
+            return db.execute(query, (name,)).fetchone()[0]
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    with psycopg.connect(pg_url) as lock:
+        lock.execute("LOCK TABLE chat_conversation IN ACCESS EXCLUSIVE MODE")
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # every request has arrived and waits: on the lock, or for a connection
+        during = held() - 1  # not the one holding the lock
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 20
+    assert 1 <= during <= 3, f"{during} connections held by the worker"

@@ -142,6 +142,15 @@ class ScriptedUpstream:
             return
         hangup = asyncio.ensure_future(reader.read(1))  # EOF the moment the client closes
 
+        def hung_up(read: asyncio.Future) -> None:
+            # Noted as it happens, a reset too (a client closing with unread data sends RST, which
+            # may otherwise surface only as a failed write, and unretrieved).
+            if not read.cancelled():
+                read.exception()
+                record.client_closed_at = record.client_closed_at or time.monotonic()
+
+        hangup.add_done_callback(hung_up)
+
         async def pause(seconds: float) -> bool:
             """Sleep; False if the client hung up meanwhile."""
             if not hangup.done():

@@ -1,4 +1,4 @@
-"""Make sure a login exists and print it (for `make run` on a fresh machine)."""
+"""Make sure a login exists and print it (for `make run` and `make cluster` on a fresh machine)."""
 
 import os
 import secrets
@@ -8,7 +8,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-CREDENTIALS = Path(settings.BASE_DIR) / ".run" / "login.txt"
+
+def credentials_path() -> Path:
+    """One file per database: `make run` (SQLite) and `make cluster` (PostgreSQL) each have their
+    own admin, and neither may show the other's password."""
+    db = settings.DATABASES["default"]
+    name = "login.txt" if db["ENGINE"] == "django.db.backends.sqlite3" else f"login-{db['NAME']}.txt"
+    return Path(settings.BASE_DIR) / ".run" / name
 
 
 class Command(BaseCommand):
@@ -16,19 +22,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         User = get_user_model()
+        credentials = credentials_path()
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
         user = User.objects.filter(username=username).first()
         if user is None:
             password = password or secrets.token_urlsafe(12)
             User.objects.create_superuser(username=username, email="", password=password)
-            CREDENTIALS.parent.mkdir(exist_ok=True)
-            CREDENTIALS.write_text(f"{username}\n{password}\n")
-            CREDENTIALS.chmod(0o600)
+            credentials.parent.mkdir(exist_ok=True)
+            credentials.write_text(f"{username}\n{password}\n")
+            credentials.chmod(0o600)
         elif password:
             user.set_password(password)
             user.save(update_fields=["password"])
-        elif CREDENTIALS.exists() and CREDENTIALS.read_text().split("\n")[0] == username:
-            password = CREDENTIALS.read_text().split("\n")[1]
+        elif credentials.exists() and credentials.read_text().split("\n")[0] == username:
+            password = credentials.read_text().split("\n")[1]
         shown = password or "(unchanged; set DJANGO_SUPERUSER_PASSWORD to reset it)"
         self.stdout.write(self.style.SUCCESS(f"Login: {username} / {shown}"))

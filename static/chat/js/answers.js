@@ -10,20 +10,28 @@
 //   answers.dropConversation(id)       the conversation was deleted: stop reading its answers
 //   answers.offerRetry(view, prompt, message)
 //   answers.isActive()                 an answer of the shown conversation is running
+//   answers.follows(messageId)         this page reads that answer's stream (shown, stopping, background)
+//   answers.settled()                  resolves once every stopped answer is stored (a new send waits)
 
 import { ApiError, cancelMessage } from "./api.js";
 import { ConnectionLost, followStream } from "./stream.js";
+
+// Stop over the WebSocket: how long our stream may take to bring `done` before Stop falls back to
+// the HTTP cancel (the server normally sends the tail and `done` within milliseconds).
+export const SOCKET_STOP_WAIT_MS = 3000;
 
 /**
  * @param {object} page what the page provides:
  *   setStreaming(streaming, {busy}) composer and list state while an answer runs;
  *   announce(text) status region; showBanner(text) and errorText(error) for failures;
  *   refreshConversations() after `done`; openConversation(id) to reload one;
- *   currentConversationId() the shown conversation; retry(prompt) sends a prompt again.
+ *   currentConversationId() the shown conversation; retry(prompt) sends a prompt again;
+ *   sendCancel(messageId) -> bool: the cancel frame went out on the conversation's socket.
  */
 export function createAnswers(page) {
   let active = null; // the answer being streamed: {view, controller, messageId, lastEventId, prompt, ...}
   const background = new Set(); // answers of conversations switched away from, still read until `done`
+  const stopping = new Map(); // answer -> promise that resolves once its end is stored
 
   /** Send a new message (`request` is its POST) and follow its answer to the end. */
   async function start({ view, userView, request, prompt, conversationId }) {
@@ -52,6 +60,10 @@ export function createAnswers(page) {
     answer.started = new Promise((resolve) => {
       answer.markStarted = resolve;
     });
+    // Resolves when this connection is over (`done`, given up or aborted).
+    answer.ended = new Promise((resolve) => {
+      answer.markEnded = resolve;
+    });
     if (messageId != null) answer.markStarted();
     active = answer;
     page.setStreaming(true);
@@ -68,6 +80,7 @@ export function createAnswers(page) {
       if (!answer.controller.signal.aborted) handleFailure(answer, error);
     } finally {
       answer.markStarted();
+      answer.markEnded();
       background.delete(answer); // `done`, given up or aborted: nothing holds it any more
       if (active === answer && !answer.stopping) {
         active = null;
@@ -157,6 +170,7 @@ export function createAnswers(page) {
       answer.view.finish({ status: "error" });
       return;
     }
+    if (answer.stopping) return; // stop() sees the stream end without `done` and takes the HTTP path
     const message = error instanceof ConnectionLost ? "The connection was lost." : page.errorText(error);
     answer.view.finish({ status: "interrupted" });
     answer.view.showError(message, { label: "Reconnect", run: () => resumeAnswer(answer) });
@@ -176,27 +190,63 @@ export function createAnswers(page) {
   }
 
   /**
-   * Stop: abort our fetch (the server sees the client go), tell the server to cancel, then read
-   * the stored tail from the last event id so the screen ends exactly as the stored answer does.
-   * A Stop before `start` waits briefly for the message id: without it nothing can be cancelled.
+   * Stop. Over the WebSocket when it is open: send `cancel` and keep reading our stream, which
+   * brings the tail and `done` (status cancelled), so the screen ends exactly as the stored answer.
+   * Otherwise, or when no `done` comes within SOCKET_STOP_WAIT_MS, over HTTP: abort our fetch (the
+   * server sees the client go), POST the cancel (it answers once the answer is stored), then read
+   * the stored tail from the last event id. Either way the composer is free at once; a message
+   * sent meanwhile waits for settled(). A Stop before `start` waits briefly for the message id:
+   * without it nothing can be cancelled.
    */
   async function stop() {
     const answer = active;
     if (!answer || answer.stopping || answer.done) return;
     answer.stopping = true;
     page.setStreaming(false, { busy: true });
-    if (answer.messageId == null) await answer.started;
-    answer.controller.abort(new DOMException("Stopped by the user", "AbortError"));
-    if (answer.messageId == null) {
-      if (!answer.done) answer.view.finish({ status: "cancelled", finish_reason: "cancelled" });
-      releaseActive(answer);
-      return;
+    let markStored;
+    stopping.set(answer, new Promise((resolve) => (markStored = resolve)));
+    try {
+      if (answer.messageId == null) await answer.started;
+      if (answer.messageId == null || answer.done) {
+        // No message id (the POST ended without `start`), or the answer ended meanwhile.
+        answer.controller.abort(new DOMException("Stopped by the user", "AbortError"));
+        if (!answer.done) answer.view.finish({ status: "cancelled", finish_reason: "cancelled" });
+        releaseActive(answer);
+        return;
+      }
+      if (page.sendCancel(answer.messageId)) {
+        releaseActive(answer);
+        if (await endsWithin(answer, SOCKET_STOP_WAIT_MS)) return; // tail and `done` came on our stream
+      }
+      await stopOverHttp(answer, markStored);
+    } finally {
+      markStored();
+      stopping.delete(answer);
     }
+  }
+
+  /** Whether the answer's stream reaches `done` within `ms`. */
+  async function endsWithin(answer, ms) {
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    });
+    try {
+      await Promise.race([answer.ended, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return answer.done;
+  }
+
+  async function stopOverHttp(answer, markStored) {
+    answer.controller.abort(new DOMException("Stopped by the user", "AbortError"));
     try {
       await cancelMessage(answer.messageId);
     } catch {
       // The server could not be reached: keep what is shown, marked as stopped.
     }
+    markStored();
     releaseActive(answer); // the composer is usable again; the tail below only updates this view
     try {
       await settleStopped(answer);
@@ -258,6 +308,13 @@ export function createAnswers(page) {
     }
   }
 
+  /** Whether this page reads that answer's stream: shown, being stopped, or in the background. */
+  function follows(messageId) {
+    if (messageId == null) return false;
+    const running = [active, ...stopping.keys(), ...background];
+    return running.some((answer) => answer && answer.messageId === messageId);
+  }
+
   return {
     start,
     reattach,
@@ -266,5 +323,7 @@ export function createAnswers(page) {
     dropConversation: (conversationId) => dropBackground((answer) => answer.conversationId === conversationId),
     offerRetry,
     isActive: () => active !== null,
+    follows,
+    settled: () => Promise.all(stopping.values()),
   };
 }

@@ -1,5 +1,6 @@
 // The chat page: wires the sidebar, the message list, the composer and the banners. Running
-// answers (stream, stop, re-attach, background reading, retry) live in answers.js.
+// answers (stream, stop, re-attach, background reading, retry) live in answers.js; the shown
+// conversation's WebSocket (Stop, answers started elsewhere, typing) in socket.js and typing.js.
 // State is one plain object; every flow (open, send, re-attach) is a named function.
 
 import * as api from "./api.js";
@@ -9,7 +10,9 @@ import { createComposer } from "./composer.js";
 import { createAssistantMessage, createUserMessage } from "./message.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar } from "./sidebar.js";
+import { createConversationSocket } from "./socket.js";
 import { ConnectionLost, postRequest } from "./stream.js";
+import { createTypingIndicator, createTypingSender } from "./typing.js";
 import { copyToClipboard } from "./clipboard.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +25,11 @@ const state = {
   views: new Map(), // message root element -> assistant view
   loadSeq: 0, // guards against a slow load finishing after a newer one
   loading: null, // the pending load of the shown conversation (send waits for it)
+  sending: false, // a message is on its way, before its answer is followed
+  missedGeneration: false, // a generation frame came while sending and was set aside
+  socket: null, // the shown conversation's WebSocket
+  refresh: null, // a pending reload of the shown conversation (answers started or ended elsewhere)
+  refreshAgain: false,
 };
 
 let ui;
@@ -35,6 +43,11 @@ const answers = createAnswers({
   openConversation: (id) => openConversation(id, { push: false }),
   currentConversationId: () => state.conversationId,
   retry: send,
+  sendCancel: (messageId) => state.socket?.send({ type: "cancel", message_id: messageId }) ?? false,
+});
+
+const typing = createTypingSender({
+  send: (value) => state.socket?.send({ type: "typing", typing: value }) ?? false,
 });
 
 function init() {
@@ -86,7 +99,10 @@ function buildUi() {
       maxChars: state.config.max_content_chars || 32000,
       onSend: send,
       onStop: answers.stop,
+      onInput: (value) => (value.trim() ? typing.input() : typing.stop()),
+      onBlur: () => typing.stop(),
     }),
+    typingIndicator: createTypingIndicator({ element: $("typing-indicator") }),
   };
 }
 
@@ -180,6 +196,7 @@ async function removeConversation(id) {
 
 function showEmpty() {
   answers.detach();
+  closeSocket();
   state.loadSeq += 1;
   state.conversationId = null;
   clearMessages();
@@ -198,15 +215,19 @@ function openConversation(id, options) {
   return loading;
 }
 
-async function loadConversation(id, { push }) {
+async function loadConversation(id, { push, keep = false }) {
   answers.detach();
   const seq = ++state.loadSeq;
   state.conversationId = id;
+  openSocket(id);
   if (push && location.pathname !== `/c/${id}/`) history.pushState({}, "", `/c/${id}/`);
   ui.sidebar.render(state.conversations, id);
   updateTitle();
-  clearMessages();
-  hideBanner();
+  if (!keep) {
+    // keep: a refresh of the conversation on screen, which stays until the new copy replaces it.
+    clearMessages();
+    hideBanner();
+  }
   let conversation;
   try {
     conversation = await api.getConversation(id);
@@ -216,10 +237,12 @@ async function loadConversation(id, { push }) {
     return;
   }
   if (seq !== state.loadSeq) return;
-  renderConversation(conversation);
+  renderConversation(conversation, { keepScroll: keep });
 }
 
-function renderConversation(conversation) {
+function renderConversation(conversation, { keepScroll = false } = {}) {
+  // A refresh leaves a reader who scrolled up where they were; otherwise show the latest.
+  const scrollTop = keepScroll && !ui.follower.following ? ui.thread.scrollTop : null;
   clearMessages();
   let prompt = "";
   let streaming = null;
@@ -236,6 +259,7 @@ function renderConversation(conversation) {
   }
   ui.follower.jumpToLatest();
   if (streaming) reattach(streaming.message, streaming.prompt);
+  if (scrollTop !== null) ui.thread.scrollTop = scrollTop;
 }
 
 function clearMessages() {
@@ -267,29 +291,17 @@ function addAssistantMessage(message) {
 
 async function send(content) {
   hideBanner();
+  typing.stop();
   ui.composer.clear(); // at once: whatever is typed while we wait stays
   ui.composer.setState({ busy: true, streaming: false });
-  // A message sent while the conversation is still loading goes after its history (rendering
-  // the history clears the list, which would otherwise wipe the new exchange).
-  while (state.loading) await state.loading.catch(() => {});
-  if (answers.isActive()) {
-    ui.composer.restore(content); // the loaded conversation has an answer streaming: wait for it
-    return;
-  }
-  try {
-    if (state.conversationId === null) await startConversation();
-  } catch (error) {
-    ui.composer.setState({ busy: false, streaming: false });
-    ui.composer.restore(content);
-    showBanner(errorText(error));
-    return;
-  }
-  const conversationId = state.conversationId;
-  const userView = addUserMessage({ content });
-  const view = addAssistantMessage({ status: "streaming" });
-  ui.follower.jumpToLatest();
-  const request = postRequest(api.postMessageUrl(conversationId), content);
-  const { refused } = await answers.start({ view, userView, request, prompt: content, conversationId });
+  state.sending = true;
+  state.missedGeneration = false;
+  const exchange = await prepareExchange(content).finally(() => {
+    state.sending = false; // from here answers.start follows it (no task runs in between)
+  });
+  if (!exchange) return;
+  const { view, userView } = exchange;
+  const { refused } = await answers.start(exchange);
   if (refused) {
     // The server refused the message (validation, limits): nothing was stored; put it back.
     userView.root.remove();
@@ -297,7 +309,38 @@ async function send(content) {
     state.messageCount -= 2;
     ui.empty.hidden = state.messageCount > 0;
     ui.composer.restore(content);
+    // Refused because another tab's answer started meanwhile (its frame came while we sent): show it.
+    if (state.missedGeneration) refreshShown();
   }
+  state.missedGeneration = false;
+}
+
+/** Everything before the POST: wait for loads and stops, the conversation, the two messages. */
+async function prepareExchange(content) {
+  // A message sent while the conversation is still loading goes after its history (rendering
+  // the history clears the list, which would otherwise wipe the new exchange); one sent just
+  // after a Stop waits until the stopped answer is stored (the server takes one at a time).
+  while (state.loading) await state.loading.catch(() => {});
+  await answers.settled();
+  while (state.loading) await state.loading.catch(() => {});
+  if (answers.isActive()) {
+    ui.composer.restore(content); // the loaded conversation has an answer streaming: wait for it
+    return null;
+  }
+  try {
+    if (state.conversationId === null) await startConversation();
+  } catch (error) {
+    ui.composer.setState({ busy: false, streaming: false });
+    ui.composer.restore(content);
+    showBanner(errorText(error));
+    return null;
+  }
+  const conversationId = state.conversationId;
+  const userView = addUserMessage({ content });
+  const view = addAssistantMessage({ status: "streaming" });
+  ui.follower.jumpToLatest();
+  const request = postRequest(api.postMessageUrl(conversationId), content);
+  return { view, userView, request, prompt: content, conversationId };
 }
 
 async function startConversation() {
@@ -305,6 +348,7 @@ async function startConversation() {
   state.conversations = [conversation, ...state.conversations];
   state.conversationId = conversation.id;
   state.loadSeq += 1;
+  openSocket(conversation.id);
   history.pushState({}, "", `/c/${conversation.id}/`);
   ui.sidebar.render(state.conversations, conversation.id);
   updateTitle();
@@ -331,6 +375,80 @@ function setStreamingUi(streaming, { busy = streaming } = {}) {
   ui.composer.setState({ busy, streaming });
   if (streaming) ui.list.setAttribute("aria-busy", "true");
   else ui.list.removeAttribute("aria-busy");
+}
+
+// ---------------------------------------------------------------- the conversation's WebSocket
+
+/** One socket per shown conversation: a new one when another conversation is shown. */
+function openSocket(conversationId) {
+  if (state.socket?.conversationId === conversationId) return;
+  closeSocket();
+  let socket = null; // callbacks may run before the assignment below (a constructor that throws)
+  socket = createConversationSocket({
+    conversationId,
+    onGeneration: (frame) => state.socket === socket && onGeneration(frame),
+    onTyping: ({ user, typing: value }) => state.socket === socket && ui.typingIndicator.update(user, value),
+    onStatus: ({ state: status, reconnected }) => {
+      // Frames sent while we were away are lost: catch up on what changed meanwhile.
+      if (state.socket === socket && status === "open" && reconnected) refreshIfIdle();
+      if (state.socket === socket && status !== "open") ui.typingIndicator.clear();
+    },
+  });
+  state.socket = socket;
+  window.__chatSocket = socket; // for the browser tests
+}
+
+function closeSocket() {
+  typing.stop(); // says `typing: false` while the old socket is still there
+  ui.typingIndicator.clear();
+  state.socket?.close();
+  state.socket = null;
+}
+
+// A generation frame's end state, as the message status it leaves.
+const STORED_STATUS = { finished: "complete", cancelled: "cancelled", error: "error", interrupted: "interrupted" };
+
+/**
+ * An answer of the shown conversation started or ended, maybe in another tab. If this page is
+ * not reading it, reload the conversation: that shows the new question and re-attaches to the
+ * answer's stream (the reattach path), or shows how an answer we were not following ended.
+ */
+function onGeneration({ message_id: messageId, state: generationState }) {
+  if (answers.follows(messageId)) return; // ours: its own stream tells us everything
+  if (state.sending || answers.isActive()) {
+    // Our own answer is starting (its `start` has not come yet) or running: nothing to do, but
+    // if our message is refused because of that other answer, we reload then.
+    state.missedGeneration = true;
+    return;
+  }
+  const shown = ui.list.querySelector(`[data-testid=message][data-role=assistant][data-message-id="${messageId}"]`);
+  const status = STORED_STATUS[generationState];
+  if (generationState === "started" ? !shown : !shown || shown.dataset.status !== status) refreshShown();
+}
+
+/** After the socket was down: reload, unless we are busy with an answer (its stream is exact). */
+function refreshIfIdle() {
+  if (!state.sending && !answers.isActive()) refreshShown();
+}
+
+/** Reload the shown conversation in place; calls while one runs coalesce into one more. */
+function refreshShown() {
+  if (state.conversationId === null) return;
+  if (state.refresh) {
+    state.refreshAgain = true;
+    return;
+  }
+  state.refresh = (async () => {
+    do {
+      state.refreshAgain = false;
+      await answers.settled(); // a stopped answer is stored first: the reload shows how it ended
+      while (state.loading) await state.loading.catch(() => {});
+      if (state.sending || answers.isActive() || state.conversationId === null) break;
+      await openConversation(state.conversationId, { push: false, keep: true }).catch(() => {});
+    } while (state.refreshAgain);
+  })().finally(() => {
+    state.refresh = null;
+  });
 }
 
 // ---------------------------------------------------------------- copy

@@ -1,7 +1,19 @@
 // The message box: Enter sends, Shift+Enter adds a line, grows with its text, and refuses a
-// second submit while one is in flight.
+// second submit while one is in flight. onInput(value) on each edit by the user and onBlur()
+// when it loses focus (the page's "typing" notices).
 
-export function createComposer({ form, textarea, sendButton, stopButton, counter, maxChars, onSend, onStop }) {
+export function createComposer({
+  form,
+  textarea,
+  sendButton,
+  stopButton,
+  counter,
+  maxChars,
+  onSend,
+  onStop,
+  onInput = () => {},
+  onBlur = () => {},
+}) {
   let busy = false; // a message is being sent or answered
 
   function canSend() {
@@ -46,7 +58,9 @@ export function createComposer({ form, textarea, sendButton, stopButton, counter
   textarea.addEventListener("input", () => {
     autosize();
     refresh();
+    onInput(textarea.value);
   });
+  textarea.addEventListener("blur", () => onBlur());
   stopButton.addEventListener("click", () => onStop());
 
   return {

@@ -1,17 +1,19 @@
 // A small, exact Server-Sent Events parser, modelled on rexxars/eventsource-parser and the
 // WHATWG "event stream interpretation" rules. It knows nothing about fetch or reconnecting.
 //
-//   const parser = createParser({ onEvent, onRetry, onComment });
+//   const parser = createParser({ onEvent, onRetry, onComment, onId });
 //   parser.feed(textChunk);  // any chunking: partial lines, CRLF split across chunks, ...
 //   parser.reset();          // forget partial state (e.g. before a reconnect)
 //
 // onEvent({ id, event, data }): `id` is the id field of this event (undefined if it had none),
 // `event` defaults to "message", `data` is the data lines joined with "\n".
+// onId(id): a block with an id field was dispatched, with data or without: the spec's "last
+// event ID" is set either way, so a reconnect must send it even when no event carried it.
 
 const BOM = "\uFEFF";
 
 /** Create a parser whose state lives in this closure. */
-export function createParser({ onEvent = noop, onRetry = noop, onComment } = {}) {
+export function createParser({ onEvent = noop, onRetry = noop, onComment, onId = noop } = {}) {
   let pending = ""; // text after the last line terminator seen
   let skipLeadingLF = false; // last chunk ended in "\r": a "\n" opening the next one belongs to it
   let firstChunk = true;
@@ -73,6 +75,7 @@ export function createParser({ onEvent = noop, onRetry = noop, onComment } = {})
   }
 
   function dispatch() {
+    if (event.id !== undefined) onId(event.id);
     // Only events that had at least one data line are dispatched; the rest are dropped.
     if (event.data.length > 0) {
       onEvent({ id: event.id, event: event.event || "message", data: event.data.join("\n") });
@@ -95,9 +98,11 @@ export function createParser({ onEvent = noop, onRetry = noop, onComment } = {})
 /**
  * Wrap a parser so it can be fed raw bytes (Uint8Array chunks from response.body).
  * TextDecoder in streaming mode keeps a multi-byte UTF-8 character that is split across chunks.
+ * ignoreBOM keeps a leading BOM in the text so that the parser strips exactly one (the spec's
+ * UTF-8 decode does): a second U+FEFF is then part of the first field's name, as in browsers.
  */
 export function createByteFeeder(parser) {
-  const decoder = new TextDecoder("utf-8");
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
   return {
     push(bytes) {
       parser.feed(decoder.decode(bytes, { stream: true }));
