@@ -1,9 +1,11 @@
 """Settings for chatsite: every knob is an environment variable with a safe dev default."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,10 +23,36 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
-# The dev default is public on purpose; production sets DJANGO_SECRET_KEY.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
+# The dev default is public on purpose; production sets DJANGO_SECRET_KEY, and without DEBUG the
+# app refuses to start on the public one (anyone could forge sessions signed with it).
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEV_SECRET_KEY
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set, and DJANGO_DEBUG=0: refusing to start with the public development key. "
+        "Set DJANGO_SECRET_KEY to a long random string, e.g. the output of "
+        '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+    )
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# DJANGO_HTTPS=1: browsers reach the app over HTTPS only, through a TLS-terminating proxy (nginx, see
+# chatsite/nginx.conf.template) that says which scheme the browser used in X-Forwarded-Proto. Plain
+# HTTP is redirected, cookies travel only over HTTPS, and HSTS makes the browser never try HTTP again.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Probes and scrapers call the workers directly, over plain HTTP, past the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Asking to be preloaded into browsers is the site owner's decision (hard to take back), not a default.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -36,6 +64,7 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "chat",
 ]
 
@@ -52,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chat.middleware.content_security_policy",
+    # Innermost, so that its lockout page gets the headers of every page (CSP, framing, nosniff).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -127,6 +158,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, its attempts in the database, so every worker sees them): after
+# CHAT_LOGIN_FAILURES failed logins for one username from one address, that pair is refused for
+# CHAT_LOGIN_COOLOFF_MIN minutes, the right password included; a successful login before that
+# starts the count again. Attempts during a lockout do not prolong it.
+AUTHENTICATION_BACKENDS = [
+    "chat.logins.ThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("CHAT_LOGIN_COOLOFF_MIN", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "chat.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "chat.logins.client_ip"
+# How many proxies in front of daphne append the client's address to X-Forwarded-For (nginx: 1). The
+# address throttled is the one the outermost of them saw; 0 (no proxy) takes the connection's, as a
+# client could write anything into the header.
+CHAT_PROXY_COUNT = env_int("CHAT_PROXY_COUNT", 0)
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

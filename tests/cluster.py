@@ -69,6 +69,8 @@ class Cluster:
             "REDIS_URL": self.redis_url,
             # As `manage.py runcluster` does: /metrics on either worker sums both.
             "PROMETHEUS_MULTIPROC_DIR": str(cluster.fresh_metrics_dir(self.workdir / "prometheus")),
+            # As `manage.py runcluster` does: login throttling keys on the address nginx saw.
+            "CHAT_PROXY_COUNT": "1",
         }
         for i in range(self.size):
             (self.workdir / f"worker{i}").mkdir(parents=True, exist_ok=True)

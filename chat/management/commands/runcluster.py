@@ -43,6 +43,8 @@ class Command(BaseCommand):
         env = cluster.child_env(
             REDIS_URL=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
             DATABASE_URL=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            # nginx appends the client's address to X-Forwarded-For: login throttling keys on it.
+            CHAT_PROXY_COUNT=os.environ.get("CHAT_PROXY_COUNT") or "1",
         )
         _check_redis(env["REDIS_URL"])
         _ensure_database(env["DATABASE_URL"])
