@@ -12,6 +12,7 @@ the durable flag the checkpoint loop reads.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,8 +56,10 @@ class Generation:
     status: str = Status.STREAMING
     _followers: int = 0
     _stop_status: str | None = None
+    _stop_error: llm.UpstreamError | None = None
     _started: float = 0.0
     _task: asyncio.Task | None = None
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)  # stored, and `done` in the log
     _pump: asyncio.Task | None = None
     _grace: asyncio.TimerHandle | None = None
     _done: tuple[int, dict] | None = None  # the `done` event's seq and data, once appended
@@ -92,17 +95,25 @@ class Generation:
             self._arm_grace(max(settings.CHAT_DETACH_GRACE_S, FIRST_FOLLOWER_WAIT_S))
         notify.generation_state(self.conversation_id, self.message_id, "started")
 
-    def stop(self, status: str = Status.CANCELLED) -> None:
-        """End the answer early: close the upstream at once; the first reason given wins."""
+    def stop(self, status: str = Status.CANCELLED, error: llm.UpstreamError | None = None) -> None:
+        """End the answer early: close the upstream at once; the first reason given wins.
+
+        A stop that comes before the task has begun to pump is kept and honoured when it does.
+        """
         if self._stop_status is None:
-            self._stop_status = status
+            self._stop_status, self._stop_error = status, error
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
+
+    def stalled(self, now: float) -> bool:
+        """Streaming, and no token for CHAT_STALL_TIMEOUT_S (before the first, the read timeout rules)."""
+        return not self.finished and self._last_token > 0 and now - self._last_token > settings.CHAT_STALL_TIMEOUT_S
 
     async def wait(self, timeout: float | None = None) -> None:
         """Until the answer is stored and `done` is in the log (or the timeout passes)."""
         if self._task is not None:
-            await asyncio.wait({self._task}, timeout=timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), timeout)
 
     def snapshot(self) -> tuple[str, int]:
         """The text so far and the id of the last event it covers (start + one per token)."""
@@ -125,12 +136,16 @@ class Generation:
             self._detach()
 
     def _attach(self) -> None:
+        global _following
+        _following += 1
         self._followers += 1
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
 
     def _detach(self) -> None:
+        global _following
+        _following -= 1
         self._followers -= 1
         if self._followers == 0 and not self.finished:
             self._arm_grace()
@@ -169,25 +184,42 @@ class Generation:
     # --- the task ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        cancelled = False
         try:
             ending = await self._generate()
         except asyncio.CancelledError:
             # The worker itself is going down: keep what was streamed, then let it go.
             self.stop(Status.INTERRUPTED)
-            if self._pump is not None:
-                await asyncio.wait({self._pump})  # no token may slip in after the final save
-            await self._end(Ending(Status.INTERRUPTED))
-            raise
+            ending, cancelled = None, True
         except Exception:
             logger.exception("generation %s failed", self.message_id)
             ending = Ending(Status.ERROR, llm.UpstreamError("internal_error", "The answer failed on the server."))
-        await self._end(ending)
+        # Storing the answer and sending `done` run to the end even if this task is cancelled
+        # (again) meanwhile: a log closed without `done` would read as a clean end.
+        try:
+            await asyncio.shield(tasks.background(self._finish(ending)))
+        except asyncio.CancelledError:
+            cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _finish(self, ending: Ending | None) -> None:
+        if ending is None:
+            if self._pump is not None:
+                await asyncio.wait({self._pump})  # no token may slip in after the final save
+            ending = Ending(Status.INTERRUPTED)
+        try:
+            await self._end(ending)
+        finally:
+            self._ended.set()
 
     async def _generate(self) -> Ending:
+        if self._stop_status is not None:  # stopped before it began: ask the upstream nothing
+            return Ending(self._stop_status, self._stop_error)
         self._pump = asyncio.create_task(self._pump_upstream())
         await asyncio.wait({self._pump})
         if self._pump.cancelled():
-            return Ending(self._stop_status or Status.INTERRUPTED)
+            return Ending(self._stop_status or Status.INTERRUPTED, self._stop_error)
         exc = self._pump.exception()
         if isinstance(exc, llm.UpstreamError):
             return Ending(Status.ERROR, exc)
@@ -262,10 +294,16 @@ class Generation:
 
 # Generations running in this process, by assistant message id.
 _running: dict[int, Generation] = {}
+# Responses following one of them, here.
+_following = 0
 
 
 def running(message_id: int) -> Generation | None:
     return _running.get(message_id)
+
+
+def running_count() -> int:
+    return len(_running)
 
 
 # --- checkpoints: one task for every answer of this process -----------------------------------
@@ -287,6 +325,7 @@ async def _checkpoint_all() -> None:
     while _running:
         await asyncio.sleep(settings.CHAT_CHECKPOINT_S)
         generations = [gen for gen in _running.values() if not gen.finished]
+        _stop_stalled(generations)
         await _check_cancel_flags(generations)
         due = [(gen, c) for gen in generations if (c := gen.checkpoint_due()) is not None]
         if not due:
@@ -300,6 +339,16 @@ async def _checkpoint_all() -> None:
             gen._saved = len(c.parts)
 
 
+def _stop_stalled(generations: list[Generation]) -> None:
+    """An upstream silent mid-answer is given up on here, at no cost per token (the read timeout,
+    which must also allow for a slow first token, would wait far longer)."""
+    now = time.monotonic()
+    for gen in generations:
+        if gen.stalled(now):
+            logger.warning("upstream of message %s stalled; stopping it", gen.message_id)
+            gen.stop(Status.ERROR, llm.stalled(settings.CHAT_STALL_TIMEOUT_S))
+
+
 async def _check_cancel_flags(generations: list[Generation]) -> None:
     """A cancel sent from another worker whose control message was lost still stops its answer."""
     try:
@@ -310,6 +359,32 @@ async def _check_cancel_flags(generations: list[Generation]) -> None:
     for gen in generations:
         if status := asked.get(gen.message_id):
             gen.stop(status)
+
+
+async def wait_all(timeout: float) -> bool:
+    """Until no answer runs here (True), or the timeout passes (False)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _running:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        pending = {asyncio.ensure_future(gen._ended.wait()) for gen in _running.values() if gen._task is not None}
+        if pending:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=remaining)
+            for waiter in pending:
+                waiter.cancel()
+        else:
+            await asyncio.sleep(0.05)  # one being started right now
+    return True
+
+
+async def followers_gone(timeout: float) -> None:
+    """Until every response following an answer of this process has ended, or the timeout passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _following > 0 and loop.time() < deadline:  # noqa: ASYNC110 (once, at shutdown: not worth an Event per loop)
+        await asyncio.sleep(0.05)
 
 
 async def stop_all(timeout: float = 10.0) -> None:

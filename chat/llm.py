@@ -1,13 +1,23 @@
 """The one place that talks to the OpenAI-compatible upstream (embedded SmolLM2, vLLM, OpenAI...)."""
 
+import asyncio
+import email.utils
 import json
+import logging
+import random
 import re
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, field
 
 import openai
 import orjson
 from django.conf import settings
+
+from . import metrics
+
+logger = logging.getLogger(__name__)
 
 try:  # openai 3 reads through httpx2 and knows which of its errors are timeouts
     from openai._httpx2 import request_exceptions, timeout_exceptions
@@ -21,11 +31,14 @@ except ImportError:  # earlier SDKs read through httpx
 
 @dataclass(frozen=True)
 class UpstreamError(Exception):
-    """A failure talking to the upstream, already phrased for the user."""
+    """A failure talking to the upstream, already phrased for the user (details go to the log)."""
 
     code: str
     message: str
     recoverable: bool = True
+    # Worth another try before the first token: the fault may pass (a timeout, a 503, a 429...).
+    retryable: bool = field(default=False, compare=False)
+    retry_after: float | None = field(default=None, compare=False)  # the upstream's Retry-After
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -72,6 +85,45 @@ def reset_client() -> None:
 
 async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> AsyncIterator[Delta]:
     """Yield the answer's deltas; the upstream connection is closed when the caller stops.
+
+    A fault before the first text (no connection, a timeout, 429, 5xx, a body that breaks off)
+    is tried again, up to CHAT_UPSTREAM_RETRIES times, after an exponential back-off with full
+    jitter, or after the upstream's Retry-After. Once text was shown nothing is retried: the
+    user would see the answer start over.
+    """
+    attempt = 0
+    while True:
+        shown = False
+        try:
+            async with aclosing(_stream_once(messages, model=model, max_tokens=max_tokens)) as deltas:
+                async for delta in deltas:
+                    shown = shown or bool(delta.text)
+                    yield delta
+            return
+        except UpstreamError as exc:
+            delay = None if shown else _retry_delay(exc, attempt)
+            if delay is None:
+                raise
+            attempt += 1
+            metrics.UPSTREAM_RETRIES.inc()
+            logger.info("upstream %s; try %d again in %.2f s", exc.code, attempt + 1, delay)
+        # A stop now cancels this sleep: the back-off never delays a Stop.
+        await asyncio.sleep(delay)
+
+
+def _retry_delay(exc: UpstreamError, attempt: int) -> float | None:
+    """Seconds to wait before another try, or None for no more tries."""
+    if not exc.retryable or attempt >= settings.CHAT_UPSTREAM_RETRIES:
+        return None
+    if exc.retry_after is not None:
+        # Honour the upstream's wish, unless it asks for longer than a user would wait.
+        return exc.retry_after if exc.retry_after <= settings.CHAT_UPSTREAM_RETRY_MAX_S else None
+    ceiling = min(settings.CHAT_UPSTREAM_RETRY_MAX_S, settings.CHAT_UPSTREAM_RETRY_BASE_S * 2**attempt)
+    return random.uniform(0, ceiling)  # full jitter: many clients retrying do not move in step
+
+
+async def _stream_once(messages: list[dict], *, model: str, max_tokens: int) -> AsyncIterator[Delta]:
+    """One request upstream.
 
     The SDK makes the request (auth, headers, status errors) but we read its raw body: building
     a pydantic chunk object per token was the largest single cost of relaying a token. Chunks
@@ -162,7 +214,8 @@ class ChunkReader:
         if not isinstance(chunk, dict):
             raise UpstreamError("upstream_bad_chunk", "The model server sent a malformed chunk.")
         if self._error_event or chunk.get("error"):
-            raise UpstreamError("upstream_error", f"The model server failed: {_error_message(chunk)}")
+            logger.warning("upstream failed mid-answer: %s", _error_message(chunk))
+            raise UpstreamError("upstream_error", "The model server failed while answering.", retryable=True)
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             return None  # e.g. a usage-only chunk
@@ -217,28 +270,74 @@ def _fix_surrogates(text: str) -> str:
 
 
 def _timed_out() -> UpstreamError:
-    return UpstreamError("upstream_timeout", "The model stopped responding.")
+    return UpstreamError("upstream_timeout", "The model stopped responding.", retryable=True)
 
 
 def _disconnected() -> UpstreamError:
-    return UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.")
+    return UpstreamError("upstream_disconnected", "The model's connection broke mid-answer.", retryable=True)
+
+
+def stalled(seconds: float) -> UpstreamError:
+    return UpstreamError("upstream_stalled", f"The model sent nothing for {seconds:g} s; the answer was stopped.")
 
 
 def _translate(exc: openai.APIError) -> UpstreamError:
-    """An SDK error raised before the answer's body is read (mid-answer ones are ours)."""
+    """An SDK error raised before the answer's body is read (mid-answer ones are ours).
+
+    Users get a code and a plain sentence; where the upstream is and what it said go to the log
+    (a base URL can name internal hosts, an error body can hold anything).
+    """
     if isinstance(exc, openai.APITimeoutError):
+        logger.warning("upstream timed out before answering: %s", exc)
         return _timed_out()
     if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError("upstream_unavailable", f"The model server at {settings.OPENAI_BASE_URL} is unreachable.")
+        logger.warning("upstream %s unreachable: %s", settings.OPENAI_BASE_URL, exc.__cause__ or exc)
+        return UpstreamError("upstream_unavailable", "The model server is unreachable.", retryable=True)
     if isinstance(exc, openai.APIStatusError):
-        recoverable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-        detail = _status_detail(exc)
+        status = exc.status_code
+        logger.warning("upstream answered HTTP %s: %s", status, _status_detail(exc))
+        retryable = status in (408, 409, 429) or status >= 500
         return UpstreamError(
             "upstream_error",
-            f"The model server answered HTTP {exc.status_code}: {detail}",
-            recoverable=recoverable,
+            f"The model server refused the request (HTTP {status}): {_STATUS_WORDS.get(status, _class_words(status))}",
+            recoverable=retryable,
+            retryable=retryable,
+            retry_after=_retry_after(exc.response) if retryable else None,
         )
-    return UpstreamError("upstream_error", f"The model server failed: {exc.message}")
+    logger.warning("upstream failed: %s", exc)
+    return UpstreamError("upstream_error", "The model server failed.")
+
+
+_STATUS_WORDS = {
+    400: "it could not take this conversation.",
+    401: "the server's API key is wrong.",
+    403: "the server's API key may not use this model.",
+    404: "the model was not found.",
+    408: "it timed out.",
+    413: "the conversation is too long for it.",
+    429: "it is overloaded or out of quota.",
+}
+
+
+def _class_words(status: int) -> str:
+    return "it failed; try again shortly." if status >= 500 else "it could not take this request."
+
+
+def _retry_after(response) -> float | None:
+    """Retry-After (seconds or an HTTP date), or the retry-after-ms some APIs send."""
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if ms := headers.get("retry-after-ms"):
+            return max(float(ms) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        if value.strip().isascii() and value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        when = email.utils.parsedate_to_datetime(value)
+        return max(when.timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:

@@ -37,8 +37,7 @@ ACTIVE = Gauge(
 )
 ANSWERS = Counter("chat_answers", "Answers ended, by final status.", ["status"])
 UPSTREAM_ERRORS = Counter("chat_upstream_errors", "Answers ended by an upstream failure, by error code.", ["code"])
-# Defined for the retry work (an answer whose upstream call fails before its first token is tried
-# again): that code increments it, once per retry. Nothing retries yet.
+# Once per retry of an upstream call that failed before its first token (llm.stream_chat).
 UPSTREAM_RETRIES = Counter("chat_upstream_retries", "Upstream calls tried again after a failure.")
 
 for _status in ("complete", "cancelled", "interrupted", "error"):

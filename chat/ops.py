@@ -19,7 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import backplane, llm, metrics
+from . import backplane, llm, metrics, shutdown
 from .views import error_response, method_not_allowed
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ async def healthz(request: HttpRequest) -> HttpResponse:
 
 @get_only
 async def readyz(request: HttpRequest) -> HttpResponse:
+    if shutdown.draining():  # a load balancer should send this worker nothing new
+        error = {"code": "draining", "message": "Not ready: this worker is shutting down."}
+        return JsonResponse({"status": "draining", "error": error}, status=503)
     results = await readiness()
     failed = [name for name, result in results.items() if not result["ok"]]
     if not failed:

@@ -95,5 +95,7 @@ async def sweep(*, conversation_id: int | None = None) -> int:
 async def settle_orphan(message: Message) -> str:
     """A streaming answer that no live worker runs: store that it was interrupted and say so."""
     _announce(await sync_to_async(_settle)([(message.pk, message.conversation_id)]))
-    await message.arefresh_from_db(fields=["status", "finish_reason", "error_code", "updated_at"])
+    # Every field: the answer may have ended normally since `message` was read (a resume racing
+    # the end), and a replay of the old text with the new status would differ from what is stored.
+    await message.arefresh_from_db()
     return message.status

@@ -1,25 +1,31 @@
 """Writes and actions. Keyword-only, named <entity>_<action>; views call exactly one."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from . import backplane, generation, recovery, remote, selectors, sse, store, worker
+from . import backplane, generation, limits, recovery, remote, selectors, shutdown, sse, store, worker
 from .backplane import WORKER_ID
 from .generation import Generation
 from .models import Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
     """A request the service refuses; views answer it as JSON `{"error": {code, message}}`."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.retry_after = retry_after  # seconds until asking again may succeed (Retry-After)
 
 
 # --- conversations ----------------------------------------------------------------------------
@@ -42,6 +48,8 @@ def _clean_title(title: object) -> str:
         return ""
     if not isinstance(title, str):
         raise ServiceError("invalid_title", "title must be a string.")
+    if "\x00" in title:  # PostgreSQL cannot store NUL in text; SQLite could, so refuse it on both
+        raise ServiceError("invalid_title", "title must not contain NUL characters (U+0000).")
     title = " ".join(title.split())
     if len(title) > settings.CHAT_MAX_TITLE_CHARS:
         raise ServiceError("title_too_long", f"title is longer than {settings.CHAT_MAX_TITLE_CHARS} characters.")
@@ -52,17 +60,41 @@ def _clean_title(title: object) -> str:
 
 
 async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content: object) -> Generation:
-    """Store the user's message and an empty streaming answer, and start generating it."""
+    """Store the user's message and an empty streaming answer, and start generating it.
+
+    Every refusal (bad content, limits, an answer already streaming) comes before anything is
+    stored, and a refused post does not count against the user's messages per minute.
+    """
+    content = _clean_content(content)
+    _check_capacity()
     try:
-        # Our heartbeat must be fresh before an answer carries our name (other workers check it),
-        # and an answer left streaming by a dead worker must not block this conversation.
-        await worker.ensure_started()
-        await recovery.sweep(conversation_id=conversation_id)
+        ticket = await limits.take_message(user.pk)
+    except limits.RateLimited as limited:
+        raise ServiceError(
+            "rate_limited",
+            f"You are sending messages too fast (at most {settings.CHAT_USER_RATE_PER_MIN} a minute).",
+            429,
+            retry_after=limited.retry_after,
+        ) from None
     except RedisError as exc:
-        raise ServiceError("unavailable", f"The server cannot reach Redis ({exc}); try again shortly.", 503) from exc
-    user_message, answer, prompt = await sync_to_async(_message_post)(
-        user=user, conversation_id=conversation_id, content=content
-    )
+        raise _redis_unavailable() from exc
+    try:
+        try:
+            # A stranger's conversation (or an id past 64 bits, which SQLite cannot compare a
+            # foreign key with) is a 404 before any work is done on it.
+            await sync_to_async(selectors.conversation_get)(user=user, id=conversation_id)
+            # Our heartbeat must be fresh before an answer carries our name (other workers check
+            # it), and an answer left streaming by a dead worker must not block this conversation.
+            await worker.ensure_started()
+            await recovery.sweep(conversation_id=conversation_id)
+        except RedisError as exc:
+            raise _redis_unavailable() from exc
+        user_message, answer, prompt = await sync_to_async(_message_post)(
+            user=user, conversation_id=conversation_id, content=content
+        )
+    except BaseException:
+        await asyncio.shield(_refund(ticket))
+        raise
     gen = Generation(
         message_id=answer.pk,
         conversation_id=conversation_id,
@@ -74,15 +106,54 @@ async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content:
     return gen
 
 
+def _check_capacity() -> None:
+    if shutdown.draining():
+        raise ServiceError(
+            "draining", "This server is restarting; try again in a moment.", 503, retry_after=RETRY_BUSY_S
+        )
+    if generation.running_count() >= settings.CHAT_MAX_STREAMS:
+        raise ServiceError(
+            "server_busy",
+            "The server is answering as many questions as it can; try again shortly.",
+            503,
+            retry_after=RETRY_BUSY_S,
+        )
+
+
+# What a refused post is told to wait: an answer takes seconds, and busy workers are many.
+RETRY_BUSY_S = 5
+
+
+async def _refund(ticket: limits.Ticket) -> None:
+    try:
+        await ticket.refund()
+    except RedisError:
+        logger.warning("could not refund a refused post of user %s", ticket.user_id)
+
+
+def _redis_unavailable() -> ServiceError:
+    return ServiceError(
+        "unavailable", "The server cannot reach Redis; try again shortly.", 503, retry_after=RETRY_BUSY_S
+    )
+
+
 @transaction.atomic
-def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: object) -> tuple[Message, Message, list]:
-    content = _clean_content(content)
-    # Lock the conversation row so that two posts cannot both see "nothing streaming" (on
-    # PostgreSQL; SQLite's IMMEDIATE transactions serialise writers already).
+def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: str) -> tuple[Message, Message, list]:
+    # Lock the user's row, then the conversation's, so that two posts (on any workers) cannot
+    # both see room for one more answer (on PostgreSQL; SQLite's IMMEDIATE transactions
+    # serialise writers already).
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     conversation = selectors.conversation_get(user=user, id=conversation_id, for_update=True)
     if conversation.messages.streaming().exists():
         raise ServiceError(
             "answer_in_progress", "An answer is still streaming in this conversation; stop it first.", 409
+        )
+    if Message.objects.owned_by(user).streaming().count() >= settings.CHAT_USER_CONCURRENCY:
+        raise ServiceError(
+            "too_many_answers",
+            f"You have {settings.CHAT_USER_CONCURRENCY} answers streaming already; wait for one to finish.",
+            429,
+            retry_after=RETRY_BUSY_S,
         )
     context = selectors.conversation_context(
         conversation=conversation, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
@@ -107,6 +178,8 @@ def _clean_content(content: object) -> str:
         raise ServiceError("content_required", "content is required.")
     if not isinstance(content, str):
         raise ServiceError("invalid_content", "content must be a string.")
+    if "\x00" in content:  # PostgreSQL cannot store NUL in text; SQLite could, so refuse it on both
+        raise ServiceError("invalid_content", "content must not contain NUL characters (U+0000).")
     if not content.strip():
         raise ServiceError("content_empty", "content must not be empty.")
     if len(content) > settings.CHAT_MAX_CONTENT_CHARS:

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
@@ -12,14 +13,21 @@ from django.db import OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.defaults import bad_request as django_bad_request
 from redis.exceptions import RedisError
 
 from . import selectors, serializers, services, sse
 from .services import ServiceError
 
 
-def error_response(code: str, message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def error_response(code: str, message: str, status: int, retry_after: float | None = None) -> JsonResponse:
+    error: dict = {"code": code, "message": message}
+    if retry_after is None:
+        return JsonResponse({"error": error}, status=status)
+    seconds = max(1, math.ceil(retry_after))  # Retry-After is whole seconds; never say 0
+    response = JsonResponse({"error": {**error, "retry_after": seconds}}, status=status)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def method_not_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> JsonResponse:
@@ -42,13 +50,13 @@ def api(*methods: str) -> Callable:
                     return error_response("not_authenticated", "Log in first.", 401)
                 response = await view(request, *args, **kwargs)
             except ServiceError as exc:
-                return error_response(exc.code, exc.message, exc.status)
+                return error_response(exc.code, exc.message, exc.status, exc.retry_after)
             except Http404:
                 return error_response("not_found", "No such object.", 404)
             except RedisError:  # several workers, and what they share is out of reach
-                return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503)
+                return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503, 5)
             except OperationalError:  # the database is down, or every pooled connection stayed busy
-                return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503)
+                return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
             if response.streaming:
                 # This request's sync thread would hold its database connection until the stream
                 # ends (request_finished): N streams, N idle connections, and PostgreSQL refuses
@@ -62,6 +70,9 @@ def api(*methods: str) -> Callable:
 
 
 def read_json(request: HttpRequest) -> dict:
+    # Django has read (or streamed away) a form's body already; it is not JSON either way.
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise ServiceError("unsupported_media_type", "Send the body as JSON (Content-Type: application/json).", 415)
     try:
         body = request.body
     except RequestDataTooBig:
@@ -70,7 +81,13 @@ def read_json(request: HttpRequest) -> dict:
         return {}
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        # An escaped lone surrogate ("\ud800") is valid JSON but not text: no database stores it.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ServiceError("invalid_json", "The request body holds a lone surrogate (\\ud800-\\udfff).") from None
+    except RecursionError:
+        raise ServiceError("invalid_json", "The request body is nested too deeply.") from None
+    except ValueError:  # UnicodeDecodeError too
         raise ServiceError("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ServiceError("invalid_json", "The request body must be a JSON object.")
@@ -138,6 +155,15 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if request.path.startswith("/api/"):
         return error_response("csrf_failed", f"CSRF check failed: {reason}", 403)
     return django_csrf_failure(request, reason=reason)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: a form body too big or with too many fields, refused while middleware read it."""
+    if not request.path.startswith("/api/"):
+        return django_bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return error_response("body_too_large", "The request body is too large.", 413)
+    return error_response("bad_request", f"The request cannot be read: {exception}", 400)
 
 
 # --- pages ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ logged-in clients."""
 import pytest
 from django.test import AsyncClient
 
-from chat import generation, llm
+from chat import generation, limits, llm
 from tests.cluster import Cluster
 from tests.live import PASSWORD, ApiClient, LiveApp
 from tests.upstream import ScriptedUpstream
@@ -15,6 +15,12 @@ LIVE_ENV = {
     "CHAT_CHECKPOINT_S": "0.2",
     "CHAT_PING_S": "0.5",
     "CHAT_UPSTREAM_READ_TIMEOUT_S": "2",
+    "CHAT_STALL_TIMEOUT_S": "1",
+    "CHAT_UPSTREAM_RETRY_BASE_S": "0.05",
+    "CHAT_DRAIN_S": "2",
+    # Tests post far more than a person would; test_limits sets its own limits.
+    "CHAT_USER_RATE_PER_MIN": "100000",
+    "CHAT_USER_CONCURRENCY": "1000",
     "CHAT_MODEL": "scripted-model",
 }
 
@@ -77,6 +83,10 @@ def app_settings(settings, upstream):
     settings.CHAT_DETACH_GRACE_S = 1.0
     settings.CHAT_CHECKPOINT_S = 0.2
     settings.CHAT_UPSTREAM_READ_TIMEOUT_S = 2.0
+    settings.CHAT_STALL_TIMEOUT_S = 1.0
+    settings.CHAT_UPSTREAM_RETRY_BASE_S = 0.05
+    settings.CHAT_USER_RATE_PER_MIN = 100_000
+    settings.CHAT_USER_CONCURRENCY = 1000
     llm.reset_client()  # the client's pool belongs to one event loop: each test gets its own
     yield settings
     llm.reset_client()
@@ -107,3 +117,12 @@ async def client_for(app_settings):
     for gen in list(generation._running.values()):
         gen.stop()
         await gen.wait(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_windows():
+    """In one process the per-minute windows live in memory, keyed by user id, which a new test's
+    user may share with an earlier test's."""
+    limits._local.clear()
+    yield
+    limits._local.clear()

@@ -89,21 +89,43 @@ def test_checkpoints_are_periodic_prefixes_never_a_write_per_token(live, alice, 
     assert checkpoints == sorted(checkpoints, key=len)
 
 
-def test_a_worker_shutdown_stores_answers_in_flight_as_interrupted(upstream, tmp_path):
-    """SIGTERM (a deploy): the answer is stored at once, exactly as far as it was streamed."""
-    upstream.push(tokens=1000, rate=40)
+def test_sigterm_drains_finishing_short_answers_refusing_new_ones_then_interrupts_the_rest(upstream, tmp_path):
+    """SIGTERM (a deploy): no new answers; running ones get CHAT_DRAIN_S (2 s here) to finish;
+    the rest are stored at once, exactly as far as they were streamed, and told so with `done`."""
+    upstream.name("long", tokens=1000, rate=40)
+    upstream.name("short", tokens=30, rate=40)  # about 0.75 s: ends within the drain
     env = {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV, "CHAT_CHECKPOINT_S": "30"}  # no checkpoint helps
     with LiveApp(tmp_path, env) as app:
         client = app.new_client("hana")
-        cid = client.new_conversation()
-        with client.post_stream(cid, "deploy during this") as r:
-            stream = EventStream(r)
-            seen = stream.events(limit=20)
-            app.proc.send_signal(signal.SIGTERM)
-            seen += stream.events()  # the rest, until the server closes
+        long_cid, short_cid, late_cid = (client.new_conversation() for _ in range(3))
+        with client.post_stream(long_cid, "deploy during this [script:long]") as r1:
+            with client.post_stream(short_cid, "quick one [script:short]") as r2:
+                long_stream, short_stream = EventStream(r1), EventStream(r2)
+                seen, short_seen = long_stream.events(limit=20), short_stream.events(limit=2)
+                app.proc.send_signal(signal.SIGTERM)
+                ready = _wait_for(lambda: (r := client.http.get("/readyz")).status_code == 503 and r)
+                late = client.http.post(f"/api/conversations/{late_cid}/messages/", json={"content": "too late"})
+                short_seen += short_stream.events()
+                seen += long_stream.events()  # the rest, until the server closes
         assert app.proc.wait(15) is not None
-        content, status = client_answer_row(app, cid)
+        content, status = client_answer_row(app, long_cid)
+        short_content, short_status = client_answer_row(app, short_cid)
+        late_rows = client_answer_row(app, late_cid)
+    assert ready.json()["status"] == "draining"
+    assert late.status_code == 503 and late.json()["error"]["code"] == "draining" and late.headers["Retry-After"]
+    assert late_rows is None  # nothing stored for the refused post
+    assert short_status == "complete" and short_seen[-1].data["status"] == "complete"
+    assert short_content == text_of(short_seen) == "".join(f"w{i} " for i in range(30))
     assert status == "interrupted"  # stored before the process exited, not at the next start
     assert content == text_of(seen)
     assert content == "".join(f"w{i} " for i in range(content.count(" "))) and len(content) > 40
     assert seen[-1].event == "done" and seen[-1].data["status"] == "interrupted"
+
+
+def _wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.05)
+    raise AssertionError("timed out")

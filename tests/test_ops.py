@@ -228,10 +228,12 @@ def test_a_cancel_counts_as_cancelled(ops, olga, upstream):
 
 def test_an_upstream_error_is_counted_by_code(ops, olga, upstream):
     before = scrape(ops.base_url)
-    upstream.push(status=500)
+    for _ in range(3):  # the first try and two retries
+        upstream.push(status=500)
     events = stream_answer(olga)
     assert events[-1].data["status"] == "error"
     after = scrape(ops.base_url)
+    assert delta(before, after, "chat_upstream_retries_total") == 2
     assert delta(before, after, "chat_upstream_errors_total", code="upstream_error") == 1
     assert delta(before, after, "chat_answers_total", status="error") == 1
     assert delta(before, after, "chat_time_to_first_token_seconds_count") == 0

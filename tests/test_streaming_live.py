@@ -199,29 +199,46 @@ def test_dropped_upstream_connection_is_an_error_keeping_the_partial(alice, upst
     assert alice.answer(cid)["content"] == text_of(events) == "w0 w1 w2 w3 "
 
 
-def test_stalled_upstream_times_out_with_an_error(alice, upstream):
-    upstream.push(tokens=20, stall_after=3)  # the live server's read timeout is 2 s
+def test_an_upstream_that_stalls_mid_answer_is_given_up_keeping_the_partial(alice, upstream):
+    upstream.push(tokens=20, stall_after=3)  # the live server's stall timeout is 1 s, its read timeout 2 s
     cid = alice.new_conversation()
     with alice.post_stream(cid, "stall") as r:
         events = read_all(r)
-    assert events[-2].data["code"] == "upstream_timeout"
+    assert events[-2].data["code"] == "upstream_stalled" and "1 s" in events[-2].data["message"]
     assert events[-1].data["status"] == "error"
-    assert alice.answer(cid)["content"] == "w0 w1 w2 "
+    assert alice.answer(cid)["content"] == text_of(events) == "w0 w1 w2 "
     record = upstream.last()
     upstream.wait_for(lambda: record.client_closed_at, 2, "the upstream connection to close")
+    assert len(upstream.records) == 1  # text was shown: never tried again
 
 
-@pytest.mark.parametrize(("status", "recoverable"), [(503, True), (429, True), (400, False)])
-def test_upstream_http_error_before_the_first_token_is_an_sse_error(alice, upstream, status, recoverable):
-    upstream.push(status=status)
+def test_an_upstream_silent_before_its_first_token_is_tried_again_then_times_out(alice, upstream):
+    for _ in range(3):  # the first try and CHAT_UPSTREAM_RETRIES (2) more
+        upstream.push(tokens=2, first_delay=5)  # the live server's read timeout is 2 s
+    cid = alice.new_conversation()
+    with alice.post_stream(cid, "slow model") as r:
+        events = read_all(r)
+    assert [e.event for e in events] == ["start", "error", "done"]
+    assert events[1].data["code"] == "upstream_timeout" and events[1].data["recoverable"] is True
+    assert len(upstream.records) == 3
+    upstream.wait_for(lambda: all(rec.client_closed_at for rec in upstream.records), 2, "every try to be closed")
+    assert alice.answer(cid)["content"] == ""
+
+
+@pytest.mark.parametrize(("status", "recoverable", "tries"), [(503, True, 3), (429, True, 3), (400, False, 1)])
+def test_upstream_http_error_before_the_first_token_is_an_sse_error(alice, upstream, status, recoverable, tries):
+    for _ in range(3):
+        upstream.push(status=status)
     cid = alice.new_conversation()
     with alice.post_stream(cid, "anyone there?") as r:
         assert r.status_code == 200
         events = read_all(r)
     assert [e.event for e in events] == ["start", "error", "done"]
+    assert len(upstream.records) == tries  # 400 cannot get better by asking again
     error = events[1].data
     assert error["code"] == "upstream_error" and str(status) in error["message"]
-    assert "scripted failure" in error["message"]  # the upstream's own words reach the user
+    assert "scripted failure" not in error["message"]  # the upstream's own words stay in the log
+    assert upstream.base_url.split("//")[1].split("/")[0] not in error["message"]
     assert error["recoverable"] is recoverable
     assert alice.answer(cid)["status"] == "error"
     with alice.resume_stream(events[0].data["message_id"]) as r:  # replayed from the database

@@ -22,6 +22,7 @@ class Script:
     rate: float = 0.0  # tokens per second; 0 sends them back to back
     first_delay: float = 0.0
     status: int = 200  # anything else answers at once with a JSON error body
+    retry_after: str | None = None  # a Retry-After header on that error
     error_after: int | None = None  # send an SSE error chunk after N tokens
     drop_after: int | None = None  # close the connection abruptly after N tokens
     stall_after: int | None = None  # go silent (connection open) after N tokens
@@ -138,7 +139,10 @@ class ScriptedUpstream:
         record = Record(body=body, opened=time.monotonic())
         self.records.append(record)
         if script.status != 200:
-            await _send_json(writer, script.status, {"error": {"message": f"scripted failure {script.status}"}})
+            headers = {"Retry-After": script.retry_after} if script.retry_after is not None else {}
+            await _send_json(
+                writer, script.status, {"error": {"message": f"scripted failure {script.status}"}}, headers
+            )
             return
         hangup = asyncio.ensure_future(reader.read(1))  # EOF the moment the client closes
 
@@ -213,10 +217,11 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
     return method, path, body
 
 
-async def _send_json(writer: asyncio.StreamWriter, status: int, data: dict) -> None:
+async def _send_json(writer: asyncio.StreamWriter, status: int, data: dict, headers: dict | None = None) -> None:
     payload = json.dumps(data).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     writer.write(
-        f"HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n{extra}"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
         + payload
     )
