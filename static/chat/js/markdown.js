@@ -2,11 +2,12 @@
 // (returned as a DocumentFragment, so no innerHTML of model output anywhere).
 //
 // createMarkdownView(root) renders a growing answer: finished top-level blocks are appended once
-// and kept; only the unfinished last block is rebuilt on each update.
+// and kept; only the unfinished last block is rebuilt on each update, and an open code fence not
+// even that: the new text is appended to its <code> as text (a text node, never parsed as HTML).
 
 import { marked } from "../../vendor/marked/marked.esm.js";
 import DOMPurify from "../../vendor/dompurify/purify.es.mjs";
-import { closeOpenMarkers, createBlockSplitter } from "./blocks.js";
+import { closeOpenMarkers, createOpenFence, splitTail } from "./blocks.js";
 
 const PURIFY_CONFIG = {
   USE_PROFILES: { html: true },
@@ -98,30 +99,89 @@ function languageOf(code) {
   return cls ? cls.slice("language-".length) : "";
 }
 
-/** A view that keeps finished blocks and re-renders only the last, open one. */
-export function createMarkdownView(root) {
-  const splitter = createBlockSplitter((text) => marked.lexer(text, { gfm: true }));
-  let liveEl = null;
-  let blockRenders = 0;
+// The live block re-renders at most once per LIVE_RENDER_RATIO times its last render's duration:
+// however long an open paragraph, list or table grows, rendering it takes at most a quarter of
+// the main thread (a short block still renders every frame: it takes well under a millisecond).
+const LIVE_RENDER_RATIO = 3;
 
-  function update(source, { final = false } = {}) {
-    const normalized = source.replace(/\r\n?/g, "\n");
-    const { blocks, live } = splitter.update(normalized, final);
+/**
+ * A view of a growing answer. append(text) adds source text; render({final}) shows it: finished
+ * blocks are rendered once and kept, the open last block is rebuilt, except an open code fence,
+ * whose <code> text is extended with just the new text. update(source, {final}) does both for a
+ * whole source (starting over if it is not an extension of the last one). render() returns
+ * {deferred: true} when it put the open block off for the budget above: render again later.
+ */
+export function createMarkdownView(root, { now = () => performance.now() } = {}) {
+  const lex = (text) => marked.lexer(text, { gfm: true });
+  let source = ""; // everything appended, normalized (for update()'s is-it-an-extension check)
+  let tail = ""; // the source after the finished blocks
+  let fresh = ""; // appended since the last render
+  let pendingCR = false; // the last piece ended in "\r": a "\n" starting the next belongs to it
+  let liveEl = null;
+  let fence = null; // the open code fence shown in liveEl, extended in place: {state, text, tailNode}
+  let liveReadyAt = 0; // the earliest time the open block may be rebuilt again
+  const stats = { blockRenders: 0, fenceAppends: 0, deferred: 0 };
+
+  function append(text) {
+    if (!text) return;
+    let piece = pendingCR && text[0] === "\n" ? text.slice(1) : text;
+    pendingCR = text[text.length - 1] === "\r";
+    piece = piece.replace(/\r\n?/g, "\n");
+    source += piece;
+    tail += piece;
+    fresh += piece;
+  }
+
+  function render({ final = false } = {}) {
+    if (!final && fence) {
+      if (!fresh) return { blocks: 0, live: true };
+      const step = fence.state.push(fresh);
+      if (step) {
+        fresh = "";
+        extendFence(fence, step);
+        stats.fenceAppends += 1;
+        return { blocks: 0, live: true };
+      }
+      fence = null; // the fence closed: render the block afresh below
+    }
+    if (!final && liveEl && !fresh) return { blocks: 0, live: true };
+    if (!final && liveEl && now() < liveReadyAt) {
+      stats.deferred += 1;
+      return { blocks: 0, live: true, deferred: true };
+    }
+    const started = now();
+    const { blocks, consumed, live } = splitTail(lex, tail, final);
+    tail = tail.slice(consumed);
+    fresh = "";
     for (const raw of blocks) root.insertBefore(blockElement(raw, false), liveEl);
     if (live) {
-      const fresh = blockElement(closeOpenMarkers(live), true);
-      if (liveEl) liveEl.replaceWith(fresh);
-      else root.append(fresh);
-      liveEl = fresh;
+      const next = blockElement(closeOpenMarkers(live), true);
+      if (liveEl) liveEl.replaceWith(next);
+      else root.append(next);
+      liveEl = next;
     } else if (liveEl) {
       liveEl.remove();
       liveEl = null;
     }
+    fence = live ? followFence(live, liveEl) : null;
+    const spent = now() - started;
+    liveReadyAt = started + spent * (1 + LIVE_RENDER_RATIO);
     return { blocks: blocks.length, live: Boolean(live) };
   }
 
+  function update(text, { final = false } = {}) {
+    const normalized = text.replace(/\r\n?/g, "\n");
+    if (normalized.startsWith(source)) {
+      append(normalized.slice(source.length));
+    } else {
+      clear();
+      append(normalized);
+    }
+    return render({ final });
+  }
+
   function blockElement(raw, isLive) {
-    blockRenders += 1;
+    stats.blockRenders += 1;
     const el = document.createElement("div");
     el.className = isLive ? "md-block md-live" : "md-block";
     el.append(renderMarkdown(raw));
@@ -129,10 +189,80 @@ export function createMarkdownView(root) {
   }
 
   function clear() {
-    splitter.reset();
+    source = "";
+    tail = "";
+    fresh = "";
+    pendingCR = false;
+    fence = null;
+    liveReadyAt = 0;
     root.replaceChildren();
     liveEl = null;
   }
 
-  return { update, clear, get blockRenders() { return blockRenders; } };
+  return {
+    append,
+    render,
+    update,
+    clear,
+    get blockRenders() {
+      return stats.blockRenders;
+    },
+    stats,
+  };
+}
+
+// An open fence's code is kept in blocks of whole lines of about this many characters: the browser
+// lays out only the block that grows (one growing text node of a long <pre> is laid out whole on
+// every change). Each block ends at a newline, so the lines on screen are the same.
+const CODE_CHUNK_CHARS = 2048;
+
+/**
+ * The open fence just rendered in `el`, set up to grow in place: its <code> text moves into a
+ * block of lines (`span.md-code-lines`, display: block) followed by a short tail text node (the
+ * trailing newlines, which change as the fence grows). Null if `live` is not an open fence, or
+ * if the rendered text is not what the fence follower computes (then the block is simply
+ * rebuilt each time, as before).
+ */
+function followFence(live, el) {
+  if (el.children.length !== 1) return null; // a fence renders as exactly one code block
+  const state = createOpenFence(live);
+  const code = el.querySelector(".code-block > pre > code");
+  if (!state || !code || code.children.length) return null;
+  const text = domText(state.text);
+  const tailNode = document.createTextNode(domText(state.tail));
+  if (text + tailNode.data !== code.textContent) return null;
+  const fence = { state, code, tailNode, lines: null, length: 0 };
+  code.replaceChildren();
+  startLines(fence, text);
+  return fence;
+}
+
+function startLines(fence, text) {
+  const block = document.createElement("span");
+  block.className = "md-code-lines";
+  fence.lines = document.createTextNode(text);
+  fence.length = text.length;
+  block.append(fence.lines, fence.tailNode); // moves the tail along from the last block
+  fence.code.append(block);
+}
+
+/** Append a step of the fence follower: new code text, then the new tail. */
+function extendFence(fence, step) {
+  let text = domText(step.append);
+  if (fence.length >= CODE_CHUNK_CHARS) {
+    const cut = text.indexOf("\n");
+    if (cut !== -1) {
+      fence.lines.appendData(text.slice(0, cut + 1));
+      text = text.slice(cut + 1);
+      startLines(fence, "");
+    }
+  }
+  if (text) fence.lines.appendData(text);
+  fence.length += text.length;
+  fence.tailNode.data = domText(step.tail);
+}
+
+/** Text as the HTML parser leaves it inside <code>: it drops NUL characters. */
+function domText(text) {
+  return text.includes("\0") ? text.replaceAll("\0", "") : text;
 }

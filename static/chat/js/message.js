@@ -48,21 +48,27 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
 
   const view = createMarkdownView(text);
   let buffer = content; // everything received
+  let unseen = content; // received since the last commit: what the view has not been given yet
   let shown = ""; // what the DOM shows (the last commit)
   let streaming = status === "streaming";
   const batcher = createFrameBatcher(commit);
 
+  // A commit costs the new text, not the whole answer: the view gets only what came since.
   function commit() {
-    view.update(buffer, { final: !streaming });
-    shown = buffer;
+    view.append(unseen);
+    unseen = "";
+    const { deferred } = view.render({ final: !streaming });
+    if (!deferred) shown = buffer;
     if (streaming) placeCaret(text);
     else removeCaret(text);
     onCommit();
+    if (deferred) batcher.request(); // the open block waits for its render budget: next frame
   }
 
   function appendToken(piece) {
     if (!piece) return;
     buffer += piece;
+    unseen += piece;
     chatStats.tokens += 1;
     batcher.request();
   }
@@ -79,6 +85,7 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
     streaming = true;
     setStatus("streaming");
     view.clear();
+    unseen = buffer;
     batcher.request();
   }
 
@@ -122,6 +129,7 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
   /** Start over with new content (e.g. a replay from the first event). */
   function resetContent(value = "") {
     buffer = value;
+    unseen = value;
     shown = "";
     view.clear();
     batcher.request();

@@ -9,7 +9,10 @@
 const MIN_COMMIT_INTERVAL_MS = 1000 / 59;
 
 /** Counters the benchmark and the browser tests read (window.__chatStats). */
-export const chatStats = (globalThis.__chatStats ||= { commits: 0, frameCommits: 0, tokens: 0, lastCommitAt: 0, lastFrameCommitAt: 0, lastCommitMs: 0 });
+export const chatStats = (globalThis.__chatStats ||= {
+  commits: 0, frameCommits: 0, tokens: 0, lastCommitAt: 0, lastFrameCommitAt: 0, lastCommitMs: 0,
+  commitMsTotal: 0, commitMsMax: 0, // main-thread time spent in commits, summed and the longest
+});
 
 /**
  * createFrameBatcher(commit) -> {request, flush, dispose}
@@ -52,6 +55,8 @@ export function createFrameBatcher(commit, { win = globalThis, doc = globalThis.
     chatStats.commits += 1;
     chatStats.lastCommitAt = performance.now();
     chatStats.lastCommitMs = chatStats.lastCommitAt - started; // how long this commit took
+    chatStats.commitMsTotal += chatStats.lastCommitMs;
+    chatStats.commitMsMax = Math.max(chatStats.commitMsMax, chatStats.lastCommitMs);
   }
 
   function onVisibilityChange() {
@@ -68,16 +73,24 @@ export function createFrameBatcher(commit, { win = globalThis, doc = globalThis.
   return { request, flush, dispose };
 }
 
-/** Put the blinking caret after the last rendered text inside `root` (removing any old one). */
+const carets = new WeakMap(); // root -> its caret, so moving it does not search the whole answer
+
+/** Put the blinking caret after the last rendered text inside `root` (moving it if it is there). */
 export function placeCaret(root) {
-  removeCaret(root);
-  const caret = document.createElement("span");
-  caret.className = "caret";
-  caret.setAttribute("aria-hidden", "true");
+  let caret = carets.get(root);
+  if (!caret) {
+    caret = document.createElement("span");
+    caret.className = "caret";
+    caret.setAttribute("aria-hidden", "true");
+    carets.set(root, caret);
+  }
+  caret.remove(); // out first, so the host is found without it
   caretHost(root).append(caret);
 }
 
 export function removeCaret(root) {
+  carets.get(root)?.remove();
+  carets.delete(root);
   for (const el of root.querySelectorAll(".caret")) el.remove();
 }
 
