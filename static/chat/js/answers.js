@@ -3,7 +3,7 @@
 // is given and tells the page what changed through the callbacks below.
 //
 //   const answers = createAnswers({ ...callbacks });
-//   answers.start({view, userView, request, prompt, conversationId}) -> Promise<{refused}>
+//   answers.start({view, userView, request, prompt, conversationId}) -> Promise<{refused, error}>
 //   answers.reattach({view, messageId, lastEventId, prompt, conversationId})
 //   answers.stop()                     Stop button
 //   answers.detach({keepReading})      the shown conversation goes away
@@ -26,7 +26,8 @@ export const SOCKET_STOP_WAIT_MS = 3000;
  *   announce(text) status region; showBanner(text) and errorText(error) for failures;
  *   refreshConversations() after `done`; openConversation(id) to reload one;
  *   currentConversationId() the shown conversation; retry(prompt) sends a prompt again;
- *   sendCancel(messageId) -> bool: the cancel frame went out on the conversation's socket.
+ *   sendCancel(messageId) -> bool: the cancel frame went out on the conversation's socket;
+ *   accepted() the server took a new message (its `start` came).
  */
 export function createAnswers(page) {
   let active = null; // the answer being streamed: {view, controller, messageId, lastEventId, prompt, ...}
@@ -36,8 +37,10 @@ export function createAnswers(page) {
   /** Send a new message (`request` is its POST) and follow its answer to the end. */
   async function start({ view, userView, request, prompt, conversationId }) {
     const answer = await runAnswer({ view, userView, request, prompt, conversationId });
-    // refused: the POST got an API error before `start` (nothing stored) while still shown.
-    return { refused: answer.failedBeforeStart && !answer.background };
+    // refused: the POST got an API error before `start` (nothing stored) while still shown;
+    // the page says why next to the composer (error: the ApiError).
+    const refused = answer.failedBeforeStart && !answer.background;
+    return { refused, error: refused ? answer.refusal : null };
   }
 
   /** Follow an answer that is still being written (after a reload or a switch back). */
@@ -102,6 +105,7 @@ export function createAnswers(page) {
         answer.markStarted();
         answer.view.setId(data.message_id);
         if (answer.userView && data.user_message_id != null) answer.userView.setId(data.user_message_id);
+        if (answer.userView) page.accepted?.();
         break;
       case "token":
         answer.view.appendToken(data.text);
@@ -157,8 +161,8 @@ export function createAnswers(page) {
   function handleFailure(answer, error) {
     if (answer.background) return; // nothing shows it; switching back re-attaches if it still runs
     if (answer.messageId == null && error instanceof ApiError) {
-      answer.failedBeforeStart = true;
-      page.showBanner(page.errorText(error));
+      answer.failedBeforeStart = true; // refused: the page tells why (start() returns it)
+      answer.refusal = error;
       return;
     }
     if (answer.messageId == null) {

@@ -1,12 +1,23 @@
 // The JSON API of PROTOCOL.md: one small function per call. Unsafe methods send the CSRF token.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message || code || `HTTP ${status}`);
     this.name = "ApiError";
     this.status = status;
     this.code = code || "http_error";
+    this.retryAfter = retryAfter; // seconds the server asks us to wait (Retry-After), or null
   }
+}
+
+/** Seconds from `retry_after` in the body, else the Retry-After header (seconds or an HTTP date). */
+export function retryAfterSeconds(bodyValue, header) {
+  const fromBody = Number(bodyValue);
+  if (bodyValue != null && Number.isFinite(fromBody) && fromBody >= 0) return fromBody;
+  if (!header) return null;
+  if (/^\s*\d+\s*$/.test(header)) return Number(header);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 /** The CSRF token: the `csrftoken` cookie, else the token of a form on the page. */
@@ -28,17 +39,20 @@ export function requestHeaders(method, extra = {}) {
 export async function errorFromResponse(response) {
   let code = "";
   let message = "";
+  let retryAfter = null;
   try {
     const body = await response.json();
     code = body?.error?.code || "";
     message = body?.error?.message || "";
+    retryAfter = body?.error?.retry_after ?? null;
   } catch {
     // Not JSON (a proxy page, a crash): keep the status only.
   }
   if (response.status === 401 || response.status === 403) {
     message ||= "Your session has ended. Please sign in again.";
   }
-  return new ApiError(response.status, code, message || response.statusText);
+  const wait = retryAfterSeconds(retryAfter, response.headers?.get?.("Retry-After"));
+  return new ApiError(response.status, code, message || response.statusText, wait);
 }
 
 async function apiJson(method, url, body) {

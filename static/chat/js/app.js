@@ -11,6 +11,7 @@ import { createAssistantMessage, createUserMessage } from "./message.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar } from "./sidebar.js";
 import { createConversationSocket } from "./socket.js";
+import { createComposerNotice } from "./notice.js";
 import { ConnectionLost, postRequest } from "./stream.js";
 import { createTypingIndicator, createTypingSender } from "./typing.js";
 import { copyToClipboard } from "./clipboard.js";
@@ -44,6 +45,7 @@ const answers = createAnswers({
   currentConversationId: () => state.conversationId,
   retry: send,
   sendCancel: (messageId) => state.socket?.send({ type: "cancel", message_id: messageId }) ?? false,
+  accepted: () => ui.notice.clear(),
 });
 
 const typing = createTypingSender({
@@ -103,6 +105,7 @@ function buildUi() {
       onBlur: () => typing.stop(),
     }),
     typingIndicator: createTypingIndicator({ element: $("typing-indicator") }),
+    notice: createComposerNotice({ element: $("composer-notice") }),
   };
 }
 
@@ -301,14 +304,19 @@ async function send(content) {
   });
   if (!exchange) return;
   const { view, userView } = exchange;
-  const { refused } = await answers.start(exchange);
+  const { refused, error } = await answers.start(exchange);
   if (refused) {
-    // The server refused the message (validation, limits): nothing was stored; put it back.
+    // The server refused the message (validation, limits, a busy server): nothing was stored.
+    // Its bubbles go, the text goes back into the composer, and a notice says why in plain words.
     userView.root.remove();
     view.root.remove();
+    state.views.delete(view.root);
+    view.dispose();
     state.messageCount -= 2;
     ui.empty.hidden = state.messageCount > 0;
     ui.composer.restore(content);
+    ui.notice.show(error);
+    ui.composer.focus();
     // Refused because another tab's answer started meanwhile (its frame came while we sent): show it.
     if (state.missedGeneration) refreshShown();
   }

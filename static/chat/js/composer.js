@@ -75,8 +75,11 @@ export function createComposer({
       autosize();
       refresh();
     },
+    /** Put a message that was not sent back; text typed meanwhile stays after it. */
     restore(content) {
-      if (!textarea.value) textarea.value = content;
+      const typed = textarea.value;
+      if (!typed) textarea.value = content;
+      else if (typed !== content && !typed.startsWith(content)) textarea.value = `${content}\n${typed}`;
       autosize();
       refresh();
     },
