@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat import llm, shutdown  # noqa: E402
+from chat import llm, shutdown, slowclients  # noqa: E402
 from chat.recovery import interrupt_orphans  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
@@ -26,7 +26,8 @@ llm.warm_up()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # An event stream whose client reads nothing for CHAT_SLOW_CLIENT_S is dropped.
+        "http": slowclients.guard(django_asgi_app),
         # A foreign Origin is refused before the session is even read; then login and ownership.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -253,6 +253,8 @@ CHAT_USER_RATE_PER_MIN = env_int("CHAT_USER_RATE_PER_MIN", 20)
 CHAT_MAX_STREAMS = env_int("CHAT_MAX_STREAMS", 300)
 # On SIGTERM, how long running answers may finish before they are stopped as interrupted.
 CHAT_DRAIN_S = env_float("CHAT_DRAIN_S", 20.0)
+# An event stream whose client has acknowledged nothing this long, with data waiting, is dropped.
+CHAT_SLOW_CLIENT_S = env_float("CHAT_SLOW_CLIENT_S", 60.0)
 # How long a finished answer's event log stays in Redis for resume before the database serves it.
 CHAT_LOG_RETENTION_S = env_float("CHAT_LOG_RETENTION_S", 60.0)
 # A running answer's Redis log expires this long after its last event (its worker vanished).

@@ -1,0 +1,88 @@
+"""A client that stops reading is dropped; one that reads slowly is not (real daphne, real sockets)."""
+
+import json
+import socket
+import time
+
+import pytest
+
+from tests.conftest import LIVE_ENV
+from tests.live import LiveApp
+
+TOKENS = [f"{i:05d}" + "x" * 995 for i in range(3000)]  # 1 KB each: 3 MB in all, at 300 KB/s
+
+
+@pytest.fixture(scope="module")
+def app(upstream_server, tmp_path_factory):
+    env = {"OPENAI_BASE_URL": upstream_server.base_url, **LIVE_ENV, "CHAT_SLOW_CLIENT_S": "1"}
+    with LiveApp(tmp_path_factory.mktemp("slow"), env) as app:
+        yield app
+
+
+def open_stream(app: LiveApp, client, cid: int) -> socket.socket:
+    """POST a message on a raw socket with a tiny receive buffer, reading nothing back yet."""
+    body = json.dumps({"content": "a long one"}).encode()
+    cookies = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
+    head = (
+        f"POST /api/conversations/{cid}/messages/ HTTP/1.1\r\nHost: {app.base_url.split('//')[1]}\r\n"
+        f"Cookie: {cookies}\r\nX-CSRFToken: {client.http.cookies['csrftoken']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.connect(("127.0.0.1", int(app.base_url.rsplit(":", 1)[1])))
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def wait_for_status(client, cid: int, status: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    answers = []
+    while time.monotonic() < deadline:
+        answers = [m for m in client.conversation(cid)["messages"] if m["role"] == "assistant"]
+        if answers and answers[-1]["status"] == status:
+            return answers[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"answer still {answers[-1]['status'] if answers else 'missing'}, not {status}")
+
+
+def test_a_client_that_reads_nothing_is_dropped_and_its_answer_stops(app, upstream):
+    upstream.push(tokens=TOKENS, rate=300)
+    client = app.new_client("sid")
+    cid = client.new_conversation()
+    sock = open_stream(app, client, cid)
+    try:
+        answer = wait_for_status(client, cid, "interrupted")  # dropped, then the 1 s grace
+        record = upstream.last()
+        upstream.wait_for(lambda: record.client_closed_at, 2, "the upstream connection to close")
+        assert record.tokens_sent < len(TOKENS)  # stopped long before the model was done
+        kept = len(answer["content"]) // 1000
+        assert kept and answer["content"] == "".join(TOKENS[:kept])  # what was relayed, nothing else
+        sock.settimeout(5)
+        with pytest.raises(OSError):  # the server aborted the connection: a reset once read
+            while sock.recv(65536):
+                pass
+    finally:
+        sock.close()
+    assert "read nothing" in app.log()
+
+
+def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_answer(app, upstream):
+    tokens = TOKENS[:600]  # 600 KB at 300 KB/s from the model; read at about 150 KB/s
+    upstream.push(tokens=tokens, rate=300)
+    client = app.new_client("sly")
+    cid = client.new_conversation()
+    sock = open_stream(app, client, cid)
+    received = b""
+    try:
+        sock.settimeout(10)
+        while b"event: done" not in received:
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the stream early"
+            received += chunk
+            time.sleep(4096 / 150_000)
+    finally:
+        sock.close()
+    answer = client.answer(cid)
+    assert answer["status"] == "complete" and answer["content"] == "".join(tokens)
+    assert b'"status":"complete"' in received
