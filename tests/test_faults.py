@@ -5,7 +5,7 @@ import sqlite3
 import time
 
 from tests.conftest import LIVE_ENV
-from tests.live import EventStream, LiveApp, read_all, text_of
+from tests.live import EventStream, LiveApp, free_port, read_all, text_of
 
 
 def test_answers_of_a_killed_worker_become_interrupted_with_their_checkpointed_text(upstream, tmp_path):
@@ -129,3 +129,15 @@ def _wait_for(predicate, timeout: float = 5.0):
             return result
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_with_redis_out_of_reach_a_post_is_refused_with_503_and_nothing_is_stored(upstream, tmp_path):
+    env = {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with LiveApp(tmp_path, env) as app:
+        client = app.new_client("rita")
+        cid = client.new_conversation()
+        r = client.http.post(f"/api/conversations/{cid}/messages/", json={"content": "anyone?"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+        assert int(r.headers["Retry-After"]) >= 1
+        assert client.conversation(cid)["messages"] == []
+    assert upstream.records == []
