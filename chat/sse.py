@@ -4,8 +4,10 @@ Each event is encoded once, when it is produced; every subscriber then sends the
 """
 
 import json
+import re
 
 PING = b": ping\n\n"
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def encode_event(seq: int, event: str, data: dict) -> bytes:
@@ -20,10 +22,17 @@ def encode_retry(ms: int) -> bytes:
 
 
 def parse_last_event_id(value: str | None) -> int | None:
-    """The client's Last-Event-ID as a non-negative int; None when absent, ValueError when bad."""
-    if value is None or value.strip() == "":
+    """The client's Last-Event-ID as a non-negative int; None when absent, ValueError when bad.
+
+    Our ids are ASCII digits, so only those are accepted: str.isdigit() and int() also take
+    other scripts' digits (full-width, Arabic-Indic, ...), which no client of ours sends. At most
+    18 digits keep the id within a 64-bit integer; an id past the answer's end replays its `done`.
+    """
+    if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 18:
+    value = value.strip(" \t")
+    if value == "":
+        return None
+    if not _ASCII_DIGITS.fullmatch(value):
         raise ValueError(value)
     return int(value)

@@ -6,6 +6,7 @@ a user would: only HTTP. Browser tests reuse `LiveApp` too.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +50,18 @@ def iter_sse(lines: Iterator[str]) -> Iterator[Event | str]:
         else:
             name, _, value = line.partition(":")
             fields[name] = value[1:] if value.startswith(" ") else value
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    """The body's lines as SSE splits them: at CR, LF or CRLF only. (httpx's iter_lines also splits
+    at U+2028, U+0085 and the like, which the JSON of a `data:` line carries as they are.)"""
+    pending = ""
+    for text in response.iter_text():
+        lines = re.split(r"\r\n|\r(?!$)|\n", pending + text)  # a CR at the end may be half a CRLF
+        pending = lines.pop()
+        yield from lines
+    if pending:
+        yield pending.removesuffix("\r")
 
 
 class LiveApp:
@@ -206,7 +219,7 @@ class EventStream:
     """An SSE response read in parts: the first N events, then (after doing something) the rest."""
 
     def __init__(self, response: httpx.Response):
-        self._items = iter_sse(response.iter_lines())
+        self._items = iter_sse(sse_lines(response))
 
     def events(self, limit: int | None = None) -> list[Event]:
         """Events until the stream ends or `limit` have arrived (then stop reading)."""

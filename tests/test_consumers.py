@@ -72,25 +72,18 @@ async def events_of(response) -> list[Event]:
 # --- who may connect -------------------------------------------------------------------------
 
 
+# Anonymous and other users' sockets, cancels and typing: the isolation table, tests/test_isolation.py.
+
+
 async def test_the_owner_connects(socket_for, user):
     _, connected = await socket_for(user, await conversation_of(user))
     assert connected
-
-
-async def test_anonymous_is_refused(socket_for, user):
-    _, connected = await socket_for(None, await conversation_of(user))
-    assert not connected
 
 
 async def test_a_foreign_or_missing_origin_is_refused(socket_for, user):
     cid = await conversation_of(user)
     assert not (await socket_for(user, cid, origin=b"https://evil.example"))[1]
     assert not (await socket_for(user, cid, origin=None))[1]
-
-
-async def test_another_users_or_an_unknown_conversation_is_refused(socket_for, user, other_user):
-    assert not (await socket_for(user, await conversation_of(other_user)))[1]
-    assert not (await socket_for(user, 987654))[1]
 
 
 # --- bad frames: an error frame, and the socket stays open -----------------------------------
@@ -127,22 +120,6 @@ async def test_a_flood_of_frames_is_rate_limited(socket_for, user):
         await socket.send_to(text_data="{bad")
     codes = [(await socket.receive_json_from(timeout=5))["code"] for _ in range(40)]
     assert "rate_limited" in codes and codes[0] == "invalid_json"
-
-
-async def test_a_cancel_for_another_conversations_or_users_answer_does_nothing_and_says_so(
-    socket_for, client_for, user, other_user, upstream
-):
-    upstream.push(tokens=200, rate=100)
-    mine, theirs = await conversation_of(user), await conversation_of(other_user)
-    other_client = await client_for(other_user)
-    response = await post_message(other_client, theirs, "a long one")
-    theirs_answer = await Message.objects.filter(conversation_id=theirs, role="assistant").aget()
-    socket, _ = await socket_for(user, mine)
-    await socket.send_json_to({"type": "cancel", "message_id": theirs_answer.pk})
-    frame = await socket.receive_json_from(timeout=5)
-    assert frame["type"] == "error" and frame["code"] == "not_found"
-    events = await events_of(response)  # it went on to the end
-    assert events[-1].data["status"] == "complete"
 
 
 # --- cancel, state frames and typing ---------------------------------------------------------
