@@ -85,6 +85,27 @@ class Message(models.Model):
         )
 
 
+class Feedback(models.Model):
+    """A user's thumbs up or down on one finished answer, with an optional comment; one per answer."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "thumbs up"
+        DOWN = -1, "thumbs down"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["rating", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on message {self.message_id}"
+
+
 def answer_stats(*, ttft_ms: int | None, tokens: int, duration_ms: int | None, finish_reason: str, model: str) -> dict:
     """The `stats` object of the API and of `done`; tokens/s counts from the first token on."""
     tokens_per_s = None
