@@ -1,13 +1,28 @@
 """Shared fixtures: the scripted upstream, the app under daphne (alone or several behind nginx), users and
 logged-in clients."""
 
+import os
+
 import pytest
 from django.test import AsyncClient
+from hypothesis import HealthCheck, settings
 
 from chat import generation, limits, llm
 from tests.cluster import Cluster
 from tests.live import PASSWORD, ApiClient, LiveApp
 from tests.upstream import ScriptedUpstream
+
+# Hypothesis: the "ci" profile (the default) is derandomized, so every run tries the same examples;
+# HYPOTHESIS_PROFILE=explore draws new and more. Fixtures are shared by a test's examples on purpose.
+_HYPOTHESIS = {
+    "database": None,
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+settings.register_profile("ci", derandomize=True, max_examples=100, **_HYPOTHESIS)
+settings.register_profile("explore", max_examples=1000, **_HYPOTHESIS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Settings the live server runs with: short timings so faults show within a test's patience.
 LIVE_ENV = {

@@ -5,13 +5,12 @@
 - No request body, content type or id makes an API endpoint answer 5xx; every error is JSON with
   a code and a message, and every accepted post streams its answer to the end.
 
-Runs are reproducible: the "ci" profile (the default) is derandomized, so the same examples run
-every time. HYPOTHESIS_PROFILE=explore draws new, and more, examples on each run.
+Runs are reproducible: tests/conftest.py loads the derandomized "ci" Hypothesis profile unless
+HYPOTHESIS_PROFILE=explore asks for new, and more, examples.
 """
 
 import base64
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,32 +19,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat import sse
 from tests.live import ROOT, ApiClient, read_all
 from tests.test_isolation import ROUTES, url_of
-
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=100,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-settings.register_profile(
-    "explore",
-    database=None,
-    deadline=None,
-    print_blob=True,
-    max_examples=1000,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
 
 # --- SSE: encoder (Python) -> bytes in any chunks -> the browser's parser (Node) ---------------------
 
