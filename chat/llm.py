@@ -196,6 +196,8 @@ class ChunkReader:
         text = self._surrogates.feed("".join(texts))
         if finish_reason:
             text += self._surrogates.flush()
+        if "\x00" in text:  # PostgreSQL cannot store NUL in text: the answer could never be saved
+            text = text.replace("\x00", "\ufffd")
         return Delta(text=text, finish_reason=finish_reason, count=len(texts))
 
     def _chunk(self, payload: bytes, texts: list[str]) -> str | None:
