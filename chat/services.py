@@ -80,9 +80,6 @@ async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content:
         raise _redis_unavailable() from exc
     try:
         try:
-            # A stranger's conversation (or an id past 64 bits, which SQLite cannot compare a
-            # foreign key with) is a 404 before any work is done on it.
-            await sync_to_async(selectors.conversation_get)(user=user, id=conversation_id)
             # Our heartbeat must be fresh before an answer carries our name (other workers check
             # it), and an answer left streaming by a dead worker must not block this conversation.
             await worker.ensure_started()
