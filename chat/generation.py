@@ -261,6 +261,8 @@ class Generation:
                 logger.exception("final save of message %s failed", self.message_id)
                 ending = Ending(Status.ERROR, llm.UpstreamError("storage_error", "The answer could not be saved."))
                 result = self._result(ending)
+                # Store it later, as the client is told now: the streamed text and this error.
+                tasks.background(store.finalise_later(self.message_id, list(self.parts), result))
             if (error := result.error_event()) is not None:
                 self.log.append("error", error)
             done = result.done_event()

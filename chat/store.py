@@ -9,6 +9,8 @@ expired connection for them the way request_started/finished does for views: eac
 that check itself, and a write that meets a dropped connection is retried once on a new one.
 """
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -16,6 +18,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from .models import Message, answer_stats
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,25 @@ async def finalise(message_id: int, parts: list[str], result: Result) -> None:
         error_message=result.error_message,
         error_recoverable=result.error_recoverable,
     )
+
+
+# After a failed final save: try again after these pauses (seconds), then leave it to the sweep.
+SAVE_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+async def finalise_later(message_id: int, parts: list[str], result: Result) -> bool:
+    """The final save failed: keep trying in the background. Until it lands the row says
+    `streaming` with the last checkpoint, and its conversation takes no new message."""
+    for pause in SAVE_RETRY_PAUSES:
+        await asyncio.sleep(pause)
+        try:
+            await finalise(message_id, parts, result)
+        except Exception as exc:
+            logger.warning("final save of message %s failed again: %s", message_id, exc)
+            continue
+        logger.info("final save of message %s stored on a later try", message_id)
+        return True
+    return False
 
 
 def _update(qs, **fields) -> int:

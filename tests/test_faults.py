@@ -51,6 +51,12 @@ def test_a_failing_final_save_still_ends_the_stream_with_error_and_done(live, al
     finally:
         with sqlite3.connect(live.db_path) as db:
             db.execute("DROP TRIGGER refuse_final")
+    # The database is back: the save is tried again, storing what was streamed and what was said.
+    stored = _wait_for(lambda: (a := alice.answer(cid))["status"] != "streaming" and a, timeout=10)
+    assert (stored["status"], stored["content"]) == ("error", text_of(events))
+    upstream.push(tokens=2)
+    with alice.post_stream(cid, "and the conversation goes on") as r:
+        assert read_all(r)[-1].data["status"] == "complete"
 
 
 def client_answer_row(app: LiveApp, cid: int) -> tuple[str, str]:
