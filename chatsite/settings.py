@@ -280,3 +280,7 @@ CHAT_TYPING_THROTTLE_S = env_float("CHAT_TYPING_THROTTLE_S", 1.0)
 CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 # Each of /readyz's checks (database, upstream, Redis) fails past this; they run side by side.
 CHAT_READY_TIMEOUT_S = env_float("CHAT_READY_TIMEOUT_S", 2.0)
+
+# --- Retention (`manage.py purge_transcripts`, e.g. from cron) ---------------------------------
+# Conversations idle for longer than this many days may be purged; unset keeps them forever.
+CHAT_RETENTION_DAYS = env_int("CHAT_RETENTION_DAYS", 0) if os.environ.get("CHAT_RETENTION_DAYS", "").strip() else None
