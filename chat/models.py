@@ -61,6 +61,12 @@ class Message(models.Model):
     chunks = models.JSONField(default=list, blank=True)
     # Which worker process runs the generation, so start-up recovery spares live ones.
     worker = models.CharField(max_length=64, blank=True)
+    # The message this one follows: an answer's question, a question's previous answer (None for
+    # the first). Messages sharing a parent and a role are versions of one turn (regenerate, edit).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    # Each Continue of this answer: [index of its first chunk, id of its first event]. The ids of
+    # an answer's events go on after the `done` of the run before, so a replay numbers them so too.
+    runs = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
