@@ -21,7 +21,7 @@ def conversation_exists(*, user: AbstractBaseUser, id: int) -> bool:
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.order_by("created_at", "id")
+    return conversation.messages.select_related("feedback").order_by("created_at", "id")
 
 
 def message_get(*, user: AbstractBaseUser, id: int) -> Message:

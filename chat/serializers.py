@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser
 
 from . import generation, selectors
-from .models import Conversation, Message
+from .models import Conversation, Feedback, Message
 
 
 def conversation(c: Conversation) -> dict:
@@ -23,12 +23,26 @@ def message(m: Message) -> dict:
         "status": m.status,
         "created_at": m.created_at.isoformat(),
         "stats": m.stats(),
+        "feedback": _feedback_of(m),
     }
     if m.status == Message.Status.STREAMING and (gen := generation.running(m.pk)):
         # The live text rather than the last checkpoint, with the event id it reaches, so a
         # client can show it and re-attach with Last-Event-ID without a gap or a double.
         data["content"], data["last_event_id"] = gen.snapshot()
     return data
+
+
+def feedback(f: Feedback) -> dict:
+    return {"rating": f.rating, "comment": f.comment, "updated_at": f.updated_at.isoformat()}
+
+
+def _feedback_of(m: Message) -> dict | None:
+    """The owner's rating of an answer, or None (user messages, unrated answers)."""
+    if m.role != Message.Role.ASSISTANT:
+        return None
+    # Read from select_related (selectors.conversation_messages): no query per message.
+    f = getattr(m, "feedback", None)  # a missing reverse one-to-one raises an AttributeError
+    return None if f is None else {"rating": f.rating, "comment": f.comment}
 
 
 def conversation_detail(*, user: AbstractBaseUser, id: int) -> dict:

@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/conversations/<id:id>/messages/", views.messages, name="messages"),
     path("api/messages/<id:id>/stream/", views.message_stream, name="message-stream"),
     path("api/messages/<id:id>/cancel/", views.message_cancel, name="message-cancel"),
+    path("api/messages/<id:id>/feedback/", views.message_feedback, name="message-feedback"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
 ]

@@ -16,7 +16,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.defaults import bad_request as django_bad_request
 from redis.exceptions import RedisError
 
-from . import selectors, serializers, services, sse
+from . import feedback, selectors, serializers, services, sse
 from .services import ServiceError
 
 
@@ -147,6 +147,19 @@ async def message_cancel(request: HttpRequest, id: int) -> HttpResponse:
     return JsonResponse({"status": status}, status=202)
 
 
+@api("PUT", "DELETE")
+async def message_feedback(request: HttpRequest, id: int) -> HttpResponse:
+    if request.method == "DELETE":
+        await sync_to_async(feedback.feedback_delete)(user=request.user, message_id=id)
+        return HttpResponse(status=204)
+    data = read_json(request)
+    comment = {"comment": data["comment"]} if "comment" in data else {}  # left out: the comment stays
+    saved = await sync_to_async(feedback.feedback_set)(
+        user=request.user, message_id=id, rating=data.get("rating"), **comment
+    )
+    return JsonResponse(serializers.feedback(saved))
+
+
 async def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     return error_response("not_found", f"No API endpoint at {request.path}.", 404)
 
@@ -178,6 +191,9 @@ def chat_page(request: HttpRequest, id: int | None = None) -> HttpResponse:
         "chat/chat.html",
         {
             "conversation_id": id,
-            "chat_config": {"max_content_chars": settings.CHAT_MAX_CONTENT_CHARS},
+            "chat_config": {
+                "max_content_chars": settings.CHAT_MAX_CONTENT_CHARS,
+                "max_feedback_chars": settings.CHAT_MAX_FEEDBACK_CHARS,
+            },
         },
     )

@@ -229,6 +229,7 @@ CHAT_SYSTEM_PROMPT = os.environ.get("CHAT_SYSTEM_PROMPT", "You are a helpful ass
 # --- Limits and timings ---------------------------------------------------------------------
 CHAT_MAX_CONTENT_CHARS = env_int("CHAT_MAX_CONTENT_CHARS", 32_000)
 CHAT_MAX_TITLE_CHARS = 200
+CHAT_MAX_FEEDBACK_CHARS = env_int("CHAT_MAX_FEEDBACK_CHARS", 2_000)  # a comment on an answer
 CHAT_CONTEXT_CHARS = env_int("CHAT_CONTEXT_CHARS", 8_000)  # earlier turns sent upstream
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024)
 CHAT_DETACH_GRACE_S = env_float("CHAT_DETACH_GRACE_S", 5.0)

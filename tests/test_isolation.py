@@ -46,6 +46,7 @@ ROUTES = [
     Row("api/conversations/<int:id>/messages/", ("POST",), "api", CONVERSATIONS, "404 not_found (never 409)"),
     Row("api/messages/<int:id>/stream/", ("GET",), "api", MESSAGES, "404 not_found (never 400 not_an_answer)"),
     Row("api/messages/<int:id>/cancel/", ("POST",), "api", MESSAGES, "404 not_found"),
+    Row("api/messages/<int:id>/feedback/", ("PUT", "DELETE"), "api", MESSAGES, "404 not_found (never 409 or 400)"),
     Row("^api/(?P<rest>.*)$", (), "api", (), "404 not_found for any method, anyone"),
     Row("healthz", ("GET", "HEAD"), "public", (), "200, no user data"),
     Row("readyz", ("GET", "HEAD"), "public", (), "200/503, no user data"),

@@ -74,6 +74,8 @@ export const createConversation = (title) =>
 export const getConversation = (id) => apiJson("GET", `/api/conversations/${id}/`);
 export const deleteConversation = (id) => apiJson("DELETE", `/api/conversations/${id}/`);
 export const cancelMessage = (id) => apiJson("POST", `/api/messages/${id}/cancel/`, {});
+export const putFeedback = (id, feedback) => apiJson("PUT", `/api/messages/${id}/feedback/`, feedback);
+export const deleteFeedback = (id) => apiJson("DELETE", `/api/messages/${id}/feedback/`);
 
 export const postMessageUrl = (conversationId) => `/api/conversations/${conversationId}/messages/`;
 export const streamUrl = (messageId, lastEventId) =>

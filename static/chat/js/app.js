@@ -282,7 +282,11 @@ function addUserMessage(message) {
 }
 
 function addAssistantMessage(message) {
-  const view = createAssistantMessage({ ...message, onCommit: () => ui.follower.contentChanged() });
+  const view = createAssistantMessage({
+    ...message,
+    feedbackMaxChars: state.config.max_feedback_chars,
+    onCommit: () => ui.follower.contentChanged(),
+  });
   state.views.set(view.root, view);
   ui.list.append(view.root);
   state.messageCount += 1;

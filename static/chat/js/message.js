@@ -5,6 +5,7 @@
 import { createMarkdownView } from "./markdown.js";
 import { chatStats, createFrameBatcher, placeCaret, removeCaret } from "./render.js";
 import { formatStats, statusLabel } from "./format.js";
+import { createFeedback } from "./feedback.js";
 
 function element(tag, className, attrs = {}) {
   const el = document.createElement(tag);
@@ -29,7 +30,15 @@ export function createUserMessage({ id = null, content, status = "complete" }) {
  * An assistant message. onCommit() runs after each DOM commit (to keep the scroll position);
  * onRetry() is what the Retry button of an error does.
  */
-export function createAssistantMessage({ id = null, content = "", status = "streaming", stats = null, onCommit = () => {} }) {
+export function createAssistantMessage({
+  id = null,
+  content = "",
+  status = "streaming",
+  stats = null,
+  feedback = null,
+  feedbackMaxChars,
+  onCommit = () => {},
+}) {
   const root = element("article", "message", { "data-testid": "message", "data-role": "assistant", "data-status": status });
   if (id != null) root.dataset.messageId = id;
   const label = element("h3", "visually-hidden");
@@ -43,8 +52,10 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
   copyButton.setAttribute("aria-label", "Copy answer");
   const statusEl = element("span", "message-status");
   const statsEl = element("span", "message-stats");
-  meta.append(copyButton, statusEl, statsEl);
-  root.append(label, text, errorBox, meta);
+  // Thumbs up/down with an optional comment: only on a finished answer (see updateFeedback).
+  const feedbackUi = createFeedback({ messageId: () => root.dataset.messageId, initial: feedback, maxChars: feedbackMaxChars });
+  meta.append(copyButton, feedbackUi.controls, statusEl, statsEl);
+  root.append(label, text, errorBox, meta, feedbackUi.form);
 
   const view = createMarkdownView(text);
   let buffer = content; // everything received
@@ -78,6 +89,16 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
     const label = statusLabel(value);
     statusEl.textContent = label;
     statusEl.hidden = !label;
+    updateFeedback();
+  }
+
+  function setId(value) {
+    root.dataset.messageId = value;
+    updateFeedback();
+  }
+
+  function updateFeedback() {
+    feedbackUi.setAvailable(root.dataset.status !== "streaming" && root.dataset.messageId != null);
   }
 
   /** Back to streaming (a resumed answer): the last block is open again, so rebuild it. */
@@ -157,6 +178,6 @@ export function createAssistantMessage({ id = null, content = "", status = "stre
     get streaming() {
       return streaming;
     },
-    setId: (value) => (root.dataset.messageId = value),
+    setId,
   };
 }
