@@ -10,6 +10,9 @@ class ConversationQuerySet(models.QuerySet):
 class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    # The model and system prompt of this conversation's answers; blank: CHAT_MODEL, CHAT_SYSTEM_PROMPT.
+    model = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: bumped whenever a message is posted.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -22,6 +25,14 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
+
+    def answer_model(self) -> str:
+        """The model its next answer uses."""
+        return self.model or settings.CHAT_MODEL
+
+    def answer_system_prompt(self) -> str:
+        """The system prompt its next answer starts with ("" for none)."""
+        return self.system_prompt or settings.CHAT_SYSTEM_PROMPT
 
 
 class MessageQuerySet(models.QuerySet):

@@ -10,6 +10,8 @@ def conversation(c: Conversation) -> dict:
     return {
         "id": c.pk,
         "title": c.title,
+        "model": c.model,  # "": the default model (GET /api/models/ says which)
+        "system_prompt": c.system_prompt,  # "": the default system prompt
         "created_at": c.created_at.isoformat(),
         "updated_at": c.updated_at.isoformat(),
     }
@@ -43,6 +45,11 @@ def _feedback_of(m: Message) -> dict | None:
     # Read from select_related (selectors.conversation_messages): no query per message.
     f = getattr(m, "feedback", None)  # a missing reverse one-to-one raises an AttributeError
     return None if f is None else {"rating": f.rating, "comment": f.comment}
+
+
+def found(f) -> dict:
+    """A search result (chat.conversations.Found): the conversation and its matching messages."""
+    return {**conversation(f.conversation), "matches": f.matches}
 
 
 def conversation_detail(*, user: AbstractBaseUser, id: int) -> dict:

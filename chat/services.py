@@ -155,14 +155,18 @@ def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: str)
     context = selectors.conversation_context(
         conversation=conversation, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
     )
+    system_prompt = conversation.answer_system_prompt()
     prompt = [
-        *([{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT}] if settings.CHAT_SYSTEM_PROMPT else []),
+        *([{"role": "system", "content": system_prompt}] if system_prompt else []),
         *context,
         {"role": "user", "content": content},
     ]
     user_message = conversation.messages.create(role=Message.Role.USER, content=content)
     answer = conversation.messages.create(
-        role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model=settings.CHAT_MODEL, worker=WORKER_ID
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=conversation.answer_model(),
+        worker=WORKER_ID,
     )
     if not conversation.title:
         conversation.title = _title_from(content)

@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/messages/<id:id>/stream/", views.message_stream, name="message-stream"),
     path("api/messages/<id:id>/cancel/", views.message_cancel, name="message-cancel"),
     path("api/messages/<id:id>/feedback/", views.message_feedback, name="message-feedback"),
+    path("api/models/", views.models, name="models"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
 ]

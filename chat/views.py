@@ -16,6 +16,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.defaults import bad_request as django_bad_request
 from redis.exceptions import RedisError
 
+from . import conversations as conversation_services
 from . import feedback, selectors, serializers, services, sse
 from .services import ServiceError
 
@@ -110,17 +111,23 @@ async def conversations(request: HttpRequest) -> HttpResponse:
         data = read_json(request)
         conversation = await sync_to_async(services.conversation_create)(user=request.user, title=data.get("title", ""))
         return JsonResponse(serializers.conversation(conversation), status=201)
+    if "q" in request.GET and (q := conversation_services.clean_query(request.GET["q"])):
+        found = await sync_to_async(conversation_services.conversation_search)(user=request.user, q=q)
+        return JsonResponse({"conversations": [serializers.found(f) for f in found]})
     items = await sync_to_async(
         lambda: [serializers.conversation(c) for c in selectors.conversation_list(user=request.user)]
     )()
     return JsonResponse({"conversations": items})
 
 
-@api("GET", "DELETE")
+@api("GET", "PATCH", "DELETE")
 async def conversation(request: HttpRequest, id: int) -> HttpResponse:
     if request.method == "DELETE":
         await services.conversation_delete(user=request.user, id=id)
         return HttpResponse(status=204)
+    if request.method == "PATCH":
+        changed = await conversation_services.conversation_update(user=request.user, id=id, data=read_json(request))
+        return JsonResponse(serializers.conversation(changed))
     return JsonResponse(await sync_to_async(serializers.conversation_detail)(user=request.user, id=id))
 
 
@@ -158,6 +165,11 @@ async def message_feedback(request: HttpRequest, id: int) -> HttpResponse:
         user=request.user, message_id=id, rating=data.get("rating"), **comment
     )
     return JsonResponse(serializers.feedback(saved))
+
+
+@api("GET")
+async def models(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(await conversation_services.models_list(refresh=request.GET.get("refresh") == "1"))
 
 
 async def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

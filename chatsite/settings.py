@@ -119,6 +119,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    INSTALLED_APPS.append("django.contrib.postgres")  # full-text search of conversations
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 10) > 0:
     # Each worker borrows from its own pool of at most DATABASE_POOL_SIZE connections (psycopg's,
     # through Django): every concurrent request runs its ORM work in a thread of its own, so without
@@ -225,10 +227,13 @@ CHAT_EMBEDDED = not os.environ.get("OPENAI_BASE_URL")
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "sk-no-key-needed")
 CHAT_MODEL = os.environ.get("CHAT_MODEL", CHAT_EMBEDDED_MODEL)
 CHAT_SYSTEM_PROMPT = os.environ.get("CHAT_SYSTEM_PROMPT", "You are a helpful assistant.")
+# The upstream's model list (GET /api/models/, the model picker) is asked again after this long.
+CHAT_MODELS_CACHE_S = env_float("CHAT_MODELS_CACHE_S", 60.0)
 
 # --- Limits and timings ---------------------------------------------------------------------
 CHAT_MAX_CONTENT_CHARS = env_int("CHAT_MAX_CONTENT_CHARS", 32_000)
 CHAT_MAX_TITLE_CHARS = 200
+CHAT_MAX_SYSTEM_PROMPT_CHARS = env_int("CHAT_MAX_SYSTEM_PROMPT_CHARS", 4_000)  # a conversation's own
 CHAT_MAX_FEEDBACK_CHARS = env_int("CHAT_MAX_FEEDBACK_CHARS", 2_000)  # a comment on an answer
 CHAT_CONTEXT_CHARS = env_int("CHAT_CONTEXT_CHARS", 8_000)  # earlier turns sent upstream
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024)

@@ -51,7 +51,7 @@ async def test_create_list_get_delete_conversation(client_for, user):
     r = await post_json(client, "/api/conversations/", {"title": "  Trip   plans "})
     assert r.status_code == 201
     created = json.loads(r.content)
-    assert set(created) == {"id", "title", "created_at", "updated_at"}
+    assert set(created) == {"id", "title", "model", "system_prompt", "created_at", "updated_at"}
     assert created["title"] == "Trip plans"
     second = json.loads((await post_json(client, "/api/conversations/", {})).content)
     listed = json.loads((await client.get("/api/conversations/")).content)["conversations"]

@@ -42,11 +42,12 @@ ROUTES = [
     Row("", ("GET",), "page", (), "his own empty page: nothing of alice's in it"),
     Row("c/<int:id>/", ("GET",), "page", CONVERSATIONS, "404"),
     Row("api/conversations/", ("GET", "POST"), "api", (), "GET lists his own only; POST makes his own"),
-    Row("api/conversations/<int:id>/", ("GET", "DELETE"), "api", CONVERSATIONS, "404 not_found"),
+    Row("api/conversations/<int:id>/", ("GET", "PATCH", "DELETE"), "api", CONVERSATIONS, "404 not_found"),
     Row("api/conversations/<int:id>/messages/", ("POST",), "api", CONVERSATIONS, "404 not_found (never 409)"),
     Row("api/messages/<int:id>/stream/", ("GET",), "api", MESSAGES, "404 not_found (never 400 not_an_answer)"),
     Row("api/messages/<int:id>/cancel/", ("POST",), "api", MESSAGES, "404 not_found"),
     Row("api/messages/<int:id>/feedback/", ("PUT", "DELETE"), "api", MESSAGES, "404 not_found (never 409 or 400)"),
+    Row("api/models/", ("GET",), "api", (), "the upstream's model ids: nobody's data"),
     Row("^api/(?P<rest>.*)$", (), "api", (), "404 not_found for any method, anyone"),
     Row("healthz", ("GET", "HEAD"), "public", (), "200, no user data"),
     Row("readyz", ("GET", "HEAD"), "public", (), "200/503, no user data"),
@@ -214,7 +215,7 @@ CASES = [
 
 
 def bob_does(bob: ApiClient, method: str, url: str) -> httpx.Response:
-    body = {"content": "mine now", "title": "mine now"} if method == "POST" else None
+    body = {"content": "mine now", "title": "mine now"} if method in ("POST", "PATCH") else None
     return bob.http.request(method, url, json=body)
 
 
@@ -233,6 +234,10 @@ def test_bob_gets_404_for_alices_objects_and_alice_sees_no_change(world, bob, ro
 def test_bobs_list_his_page_and_his_new_conversation_show_nothing_of_alices(world, bob):
     listed = bob.http.get("/api/conversations/").json()["conversations"]
     assert {c["id"] for c in listed}.isdisjoint({world.stored_cid, world.live_cid})
+    for q in ("remember this", "remember"):  # the words of her stored exchange: no match for him
+        assert bob.http.get("/api/conversations/", params={"q": q}).json()["conversations"] == []
+        hers = world.alice.http.get("/api/conversations/", params={"q": q}).json()["conversations"]
+        assert world.stored_cid in {c["id"] for c in hers}  # (the search does find it, for her)
     r = bob.http.post("/api/conversations/", json={"title": "bob's"})
     assert r.status_code == 201 and r.json()["id"] not in (world.stored_cid, world.live_cid)
     page = bob.http.get("/")

@@ -54,6 +54,9 @@ class ScriptedUpstream:
     default: Script = field(default_factory=Script)
     named: dict[str, Script] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: ["scripted"])  # what GET /v1/models lists
+    models_status: int = 200  # anything else answers GET /v1/models with that error
+    models_requests: int = 0  # GET /v1/models served so far
     _queue: deque = field(default_factory=deque)
 
     # --- control, from the test's thread ---------------------------------------------------
@@ -75,6 +78,9 @@ class ScriptedUpstream:
         self.named.clear()
         self.records.clear()
         self.default = Script()
+        self.models = ["scripted"]
+        self.models_status = 200
+        self.models_requests = 0
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition"):
         deadline = time.monotonic() + timeout
@@ -118,7 +124,12 @@ class ScriptedUpstream:
         try:
             method, path, body = await _read_request(reader)
             if method == "GET" and path.endswith("/models"):
-                await _send_json(writer, 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+                self.models_requests += 1
+                if self.models_status != 200:
+                    await _send_json(writer, self.models_status, {"error": {"message": "scripted failure"}})
+                else:
+                    data = [{"id": m, "object": "model", "created": 0, "owned_by": "tests"} for m in self.models]
+                    await _send_json(writer, 200, {"object": "list", "data": data})
             elif method == "POST" and path.endswith("/chat/completions"):
                 await self._complete(reader, writer, json.loads(body or b"{}"))
             else:
