@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, IntegerField, Q, QuerySet, Sum, Window
-from django.db.models.functions import RowNumber, TruncDate
+from django.db.models import Aggregate, CharField, Count, F, FloatField, IntegerField, Q, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber, Substr, TruncDate
 from django.utils import timezone
 
 from .models import Message
@@ -133,10 +133,11 @@ def grouped_figures(answers: QuerySet[Message], *, by_model: bool) -> list[Figur
     native = connection.vendor == "postgresql"
     if native:
         aggregates |= {name: PercentileCont("ttft_ms", p) for name, p in PERCENTILES.items()}
-    rows = answers.annotate(day=TruncDate("created_at")).values(*keys).annotate(**aggregates).order_by(*keys)
+    rows = answers.annotate(day=utc_day()).values(*keys).annotate(**aggregates).order_by(*keys)
     percentiles = {} if native else window_percentiles(answers, keys)
     found = []
     for row in rows:
+        row["day"] = as_date(row["day"])
         key = tuple(row[k] for k in keys)
         f = Figures(
             day=row["day"],
@@ -159,7 +160,7 @@ def window_percentiles(answers: QuerySet[Message], keys: list[str]) -> dict[tupl
     partition = [F(k) for k in keys]
     ranked = (
         answers.filter(ttft_ms__isnull=False)
-        .annotate(day=TruncDate("created_at"))
+        .annotate(day=utc_day())
         .annotate(
             rank=Window(RowNumber(), partition_by=partition, order_by=[F("ttft_ms").asc(), F("id").asc()]),
             size=Window(Count("id"), partition_by=partition),
@@ -175,6 +176,8 @@ def window_percentiles(answers: QuerySet[Message], keys: list[str]) -> dict[tupl
     values: dict[tuple, dict[int, int]] = defaultdict(dict)
     sizes: dict[tuple, int] = {}
     for row in ranked.filter(wanted).values(*keys, "rank", "size", "ttft_ms"):
+        if "day" in row:
+            row["day"] = as_date(row["day"])
         key = tuple(row[k] for k in keys)
         values[key][row["rank"] - 1] = row["ttft_ms"]
         sizes[key] = row["size"]
@@ -195,15 +198,28 @@ def error_counts(answers: QuerySet[Message]) -> dict[tuple[date, str], dict[str,
     """{(day, model): {error code: answers}}, in one query."""
     rows = (
         answers.exclude(error_code="")
-        .annotate(day=TruncDate("created_at"))
+        .annotate(day=utc_day())
         .values("day", "model", "error_code")
         .annotate(n=Count("id"))
         .order_by("day", "model", "-n", "error_code")
     )
     found: dict[tuple[date, str], dict[str, int]] = defaultdict(dict)
     for row in rows:
-        found[(row["day"], row["model"])][row["error_code"]] = row["n"]
+        found[(as_date(row["day"]), row["model"])][row["error_code"]] = row["n"]
     return found
+
+
+def utc_day():
+    """The UTC day an answer started, as the database computes it."""
+    if connection.vendor == "sqlite":
+        # Stored as UTC text, "YYYY-MM-DD HH:MM:SS.ffffff": its first ten characters, where TruncDate
+        # would call a Python function for every row (several times slower on 100,000 messages).
+        return Substr("created_at", 1, 10, output_field=CharField())
+    return TruncDate("created_at", tzinfo=UTC)
+
+
+def as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _midnight(day: date) -> datetime:
