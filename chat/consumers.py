@@ -2,6 +2,8 @@
 
 One connection per open conversation page. Everything a connection says to the others goes
 through the channel layer group `conversation.<id>`, so it reaches connections on every worker.
+Staff who may view conversations in the admin connect to anyone's, read-only (the admin's live
+view): they hear typing and answer state; their cancel and typing frames get a `read_only` error.
 """
 
 import json
@@ -23,9 +25,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.user = self.scope["user"]
         self.conversation_id = self.scope["url_route"]["kwargs"]["id"]
-        if not self.user.is_authenticated or not await self._owns_conversation():
+        access = await self._access() if self.user.is_authenticated else None
+        if access is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        self.read_only = access == "watch"  # staff watching from the admin: frames out, none in
         self.group = notify.group_name(self.conversation_id)
         self.typing_sent: tuple[bool, float] = (False, 0.0)  # what we last relayed, and when
         self.allowance, self.checked = float(FRAME_BURST), time.monotonic()
@@ -54,7 +58,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         kind = content.get("type") if isinstance(content, dict) else None
-        if kind == "cancel":
+        if kind in ("cancel", "typing") and self.read_only:
+            await self._error("read_only", "You are watching this conversation; only its owner may do that.")
+        elif kind == "cancel":
             await self._cancel(content.get("message_id"))
         elif kind == "typing":
             await self._typing(content.get("typing"))
@@ -108,5 +114,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     @database_sync_to_async
-    def _owns_conversation(self) -> bool:
-        return selectors.conversation_exists(user=self.user, id=self.conversation_id)
+    def _access(self) -> str | None:
+        """The caller's access: "own" (the owner), "watch" (staff who may view it in the admin) or None."""
+        if selectors.conversation_exists(user=self.user, id=self.conversation_id):
+            return "own"
+        if selectors.conversation_exists(user=self.user, id=self.conversation_id, watch=True):
+            return "watch"
+        return None

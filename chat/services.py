@@ -227,8 +227,11 @@ async def _stop(message: Message, *, wait: bool, status: str = Message.Status.CA
 
 
 async def answer_follow(*, user: AbstractBaseUser, message_id: int, after: int) -> AsyncIterator[bytes]:
-    """The SSE body for a (re)attaching client: live from a log, or replayed from the database."""
-    message = await _answer_get(user=user, message_id=message_id)
+    """The SSE body for a (re)attaching client: live from a log, or replayed from the database.
+
+    Staff with the view permission may follow anyone's answer too (the admin's live view, read-only).
+    """
+    message = await _answer_get(user=user, message_id=message_id, watch=True)
     if gen := generation.running(message.pk):
         return gen.follow(after)
     if message.status == Message.Status.STREAMING:
@@ -289,8 +292,8 @@ def _user_message_id(message: Message) -> int | None:
     )
 
 
-async def _answer_get(*, user: AbstractBaseUser, message_id: int) -> Message:
-    message = await sync_to_async(selectors.message_get)(user=user, id=message_id)
+async def _answer_get(*, user: AbstractBaseUser, message_id: int, watch: bool = False) -> Message:
+    message = await sync_to_async(selectors.message_get)(user=user, id=message_id, watch=watch)
     if message.role != Message.Role.ASSISTANT:
         raise ServiceError("not_an_answer", "Only assistant messages stream.", 400)
     return message
