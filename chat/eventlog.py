@@ -46,6 +46,14 @@ class MemoryEventLog:
             self.mirror.add(seq, frame, data if event == "done" else None)
         return seq
 
+    def restore(self, frames: list[bytes]) -> None:
+        """Frames 1..N already sent for this answer (a Continue goes on after them); b"" holds
+        the place of one not to be sent again. Mirrored like appended ones."""
+        for frame in frames:
+            seq = self.append_frame(frame)
+            if self.mirror is not None:
+                self.mirror.add(seq, frame, None)
+
     def append_frame(self, frame: bytes) -> int:
         """Store a frame encoded elsewhere (b"" keeps the place of one that cannot be had)."""
         if self._closed:

@@ -48,6 +48,10 @@ class Generation:
     model: str
     prompt: list[dict]
     log: MemoryEventLog = None  # type: ignore[assignment]  # made in __post_init__
+    # Continue: the frames this answer sent before (ids 1..N), and (chunks before, N).
+    earlier: list[bytes] | None = None
+    resume: tuple[int, int] | None = None
+    earlier_ms: int = 0  # the earlier runs' duration
 
     parts: list[str] = field(default_factory=list)  # the text of each token event
     tokens: int = 0  # upstream chunks: an event may hold several that arrived together
@@ -69,6 +73,7 @@ class Generation:
     def __post_init__(self) -> None:
         if self.log is None:
             self.log = MemoryEventLog(StreamMirror(self.message_id) if backplane.enabled() else None)
+        self._saved = len(self.parts)  # a continued answer's earlier text is stored already
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -76,15 +81,18 @@ class Generation:
         """Run the generation as a task of its own; the caller follows it separately."""
         _running[self.message_id] = self
         self._started = time.monotonic()
-        self.log.append(
-            "start",
-            {
-                "message_id": self.message_id,
-                "conversation_id": self.conversation_id,
-                "user_message_id": self.user_message_id,
-                "model": self.model,
-            },
-        )
+        if self.earlier is not None:  # Continue: the same answer, its ids going on
+            self.log.restore(self.earlier)
+        else:
+            self.log.append(
+                "start",
+                {
+                    "message_id": self.message_id,
+                    "conversation_id": self.conversation_id,
+                    "user_message_id": self.user_message_id,
+                    "model": self.model,
+                },
+            )
         metrics.answer_started()  # answer_ended() in _end(), which the task always reaches
         # A fresh context (tasks.background): the generation must outlive the response.
         self._task = tasks.background(self._run(), name=f"generation-{self.message_id}")
@@ -118,6 +126,8 @@ class Generation:
     def snapshot(self) -> tuple[str, int]:
         """The text so far and the id of the last event it covers (start + one per token)."""
         n = len(self.parts)  # may be read from a sync thread while tokens arrive: fix n first
+        if self.resume is not None and n > self.resume[0]:
+            return "".join(self.parts[:n]), self.resume[1] + n - self.resume[0]
         return "".join(self.parts[:n]), 1 + n
 
     @property
@@ -284,7 +294,7 @@ class Generation:
             model=self.model,
             ttft_ms=self.ttft_ms,
             tokens=self.tokens,
-            duration_ms=self._elapsed_ms(),
+            duration_ms=self.earlier_ms + self._elapsed_ms(),
             error_code=ending.error.code if ending.error else "",
             error_message=ending.error.message if ending.error else "",
             error_recoverable=ending.error.recoverable if ending.error else True,

@@ -26,7 +26,10 @@ def message(m: Message) -> dict:
         "created_at": m.created_at.isoformat(),
         "stats": m.stats(),
         "feedback": _feedback_of(m),
+        "parent_id": m.parent_id,
     }
+    if (version := getattr(m, "version", None)) is not None:  # set on a branch (selectors)
+        data["version"] = version.as_json()
     if m.status == Message.Status.STREAMING and (gen := generation.running(m.pk)):
         # The live text rather than the last checkpoint, with the event id it reaches, so a
         # client can show it and re-attach with Last-Event-ID without a gap or a double.
@@ -52,6 +55,10 @@ def found(f) -> dict:
     return {**conversation(f.conversation), "matches": f.matches}
 
 
-def conversation_detail(*, user: AbstractBaseUser, id: int) -> dict:
+def conversation_detail(*, user: AbstractBaseUser, id: int, path: int | None = None) -> dict:
+    """The conversation with the branch on screen: through the newest message, or through `path`."""
     c = selectors.conversation_get(user=user, id=id)
-    return {**conversation(c), "messages": [message(m) for m in selectors.conversation_messages(conversation=c)]}
+    return {
+        **conversation(c),
+        "messages": [message(m) for m in selectors.conversation_branch(conversation=c, through=path)],
+    }

@@ -1,8 +1,10 @@
 """Writes and actions. Keyword-only, named <entity>_<action>; views call exactly one."""
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -11,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from . import backplane, generation, limits, recovery, remote, selectors, shutdown, sse, store, worker
+from . import backplane, generation, limits, recovery, redislog, remote, selectors, shutdown, sse, store, worker
 from .backplane import WORKER_ID
 from .generation import Generation
 from .models import Conversation, Message
@@ -59,13 +61,65 @@ def _clean_title(title: object) -> str:
 # --- answers ----------------------------------------------------------------------------------
 
 
-async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content: object) -> Generation:
+async def answer_start(
+    *, user: AbstractBaseUser, conversation_id: int, content: object, parent_id: object = None
+) -> Generation:
     """Store the user's message and an empty streaming answer, and start generating it.
 
-    Every refusal (bad content, limits, an answer already streaming) comes before anything is
-    stored, and a refused post does not count against the user's messages per minute.
+    The message follows `parent_id` (an answer of this conversation), by default the last answer
+    of the branch on screen (the one through the newest message).
     """
     content = _clean_content(content)
+    parent = _clean_id(parent_id, "parent_id")
+    return await _start(
+        user=user,
+        conversation_id=conversation_id,
+        plan=functools.partial(_plan_post, content=content, parent_id=parent),
+    )
+
+
+async def answer_regenerate(*, user: AbstractBaseUser, message_id: int) -> Generation:
+    """A new answer to the question of the last answer: another version of that turn."""
+    answer = await _answer_get(user=user, message_id=message_id)
+    return await _start(
+        user=user,
+        conversation_id=answer.conversation_id,
+        plan=functools.partial(_plan_regenerate, answer_id=answer.pk),
+    )
+
+
+async def message_edit(*, user: AbstractBaseUser, message_id: int, content: object) -> Generation:
+    """The edited question becomes a new version of its turn, and its answer streams."""
+    question = await sync_to_async(selectors.message_get)(user=user, id=message_id)
+    if question.role != Message.Role.USER:
+        raise ServiceError("not_a_question", "Only your own messages can be edited, not answers.", 400)
+    content = _clean_content(content)
+    return await _start(
+        user=user,
+        conversation_id=question.conversation_id,
+        plan=functools.partial(_plan_question, parent=question.parent_id, content=content),
+    )
+
+
+async def answer_continue(*, user: AbstractBaseUser, message_id: int) -> tuple[Generation, int]:
+    """More of an answer that ended early, as the same message; returns the generation and the
+    id of the answer's last event so far (the new events come after it)."""
+    answer = await _answer_get(user=user, message_id=message_id)
+    if backplane.enabled():
+        # Its old Redis log (ending in `done`) must not be read as this run's.
+        await backplane.client().delete(redislog.stream_key(answer.pk))
+    gen = await _start(
+        user=user, conversation_id=answer.conversation_id, plan=functools.partial(_plan_continue, answer_id=answer.pk)
+    )
+    return gen, gen.resume[1] if gen.resume else 0
+
+
+async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable) -> Generation:
+    """Start an answer in a conversation: limits first, then `plan` under the conversation's lock.
+
+    Every refusal (limits, an answer already streaming, a plan that does not apply) comes before
+    anything is stored, and a refused start does not count against the user's messages a minute.
+    """
     _check_capacity()
     try:
         ticket = await limits.take_message(user.pk)
@@ -86,21 +140,30 @@ async def answer_start(*, user: AbstractBaseUser, conversation_id: int, content:
             await recovery.sweep(conversation_id=conversation_id)
         except RedisError as exc:
             raise _redis_unavailable() from exc
-        user_message, answer, prompt = await sync_to_async(_message_post)(
-            user=user, conversation_id=conversation_id, content=content
-        )
+        planned = await sync_to_async(_begin)(user=user, conversation_id=conversation_id, plan=plan)
     except BaseException:
         await asyncio.shield(_refund(ticket))
         raise
     gen = Generation(
-        message_id=answer.pk,
+        message_id=planned.answer.pk,
         conversation_id=conversation_id,
-        user_message_id=user_message.pk,
-        model=answer.model,
-        prompt=prompt,
+        user_message_id=planned.question_id,
+        model=planned.answer.model,
+        prompt=planned.prompt,
+        **planned.resumed,
     )
     gen.start()
     return gen
+
+
+@dataclass
+class _Planned:
+    """What a start stored, and what it asks the model."""
+
+    question_id: int | None
+    answer: Message
+    prompt: list[dict]
+    resumed: dict = field(default_factory=dict)  # Continue: Generation's earlier frames, parts...
 
 
 def _check_capacity() -> None:
@@ -135,8 +198,8 @@ def _redis_unavailable() -> ServiceError:
 
 
 @transaction.atomic
-def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: str) -> tuple[Message, Message, list]:
-    # Lock the user's row, then the conversation's, so that two posts (on any workers) cannot
+def _begin(*, user: AbstractBaseUser, conversation_id: int, plan: Callable) -> _Planned:
+    # Lock the user's row, then the conversation's, so that two starts (on any workers) cannot
     # both see room for one more answer (on PostgreSQL; SQLite's IMMEDIATE transactions
     # serialise writers already).
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
@@ -152,26 +215,123 @@ def _message_post(*, user: AbstractBaseUser, conversation_id: int, content: str)
             429,
             retry_after=RETRY_BUSY_S,
         )
+    planned = plan(conversation)
+    conversation.save(update_fields=["title", "updated_at"])
+    return planned
+
+
+def _plan_post(conversation: Conversation, *, content: str, parent_id: int | None) -> _Planned:
+    tree = selectors.conversation_tree(conversation=conversation)
+    if parent_id is None:
+        branch = tree.branch()
+        parent = branch[-1] if branch else None
+    elif parent_id not in tree.parent:
+        raise ServiceError("not_found", f"No message {parent_id} in this conversation.", 404)
+    else:
+        parent = parent_id
+    if parent is not None and tree.role[parent] != Message.Role.ASSISTANT:
+        raise ServiceError("invalid_parent", "A message follows an answer.", 400)
+    return _plan_question(conversation, parent=parent, content=content)
+
+
+def _plan_question(conversation: Conversation, *, parent: int | None, content: str) -> _Planned:
+    """A question after `parent` (a new turn, or a new version of one), and its answer."""
     context = selectors.conversation_context(
-        conversation=conversation, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
+        conversation=conversation, up_to=parent, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
     )
-    system_prompt = conversation.answer_system_prompt()
+    prompt = [*_system(conversation), *context, {"role": "user", "content": content}]
+    question = conversation.messages.create(role=Message.Role.USER, content=content, parent_id=parent)
+    answer = _new_answer(conversation, question_id=question.pk)
+    if not conversation.title:
+        conversation.title = _title_from(content)
+    return _Planned(question.pk, answer, prompt)
+
+
+def _plan_regenerate(conversation: Conversation, *, answer_id: int) -> _Planned:
+    tree = selectors.conversation_tree(conversation=conversation)
+    if not tree.is_leaf(answer_id):
+        raise ServiceError("not_latest", "Only the last answer of a conversation can be regenerated.", 409)
+    question_id = tree.parent[answer_id]
+    context = selectors.conversation_context(
+        conversation=conversation, up_to=question_id, budget_chars=settings.CHAT_CONTEXT_CHARS
+    )
+    return _Planned(question_id, _new_answer(conversation, question_id=question_id), [*_system(conversation), *context])
+
+
+def _plan_continue(conversation: Conversation, *, answer_id: int) -> _Planned:
+    answer = conversation.messages.get(pk=answer_id)
+    if not _ended_early(answer):
+        raise ServiceError(
+            "not_continuable", "Only an answer that was stopped, cut off or failed can be continued.", 409
+        )
+    if not selectors.conversation_tree(conversation=conversation).is_leaf(answer_id):
+        raise ServiceError("not_latest", "Only the last answer of a conversation can be continued.", 409)
+    earlier = replay_events(answer)
+    last_id = earlier[-1][0]  # its `done`: the new events come after it
+    frames = {seq: sse.encode_event(seq, name, data) for seq, name, data in earlier if name in ("start", "token")}
+    chunks = _stored_chunks(answer)
+    context = selectors.conversation_context(
+        conversation=conversation,
+        up_to=answer.parent_id,
+        budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(answer.content), 0),
+    )
     prompt = [
-        *([{"role": "system", "content": system_prompt}] if system_prompt else []),
+        *_system(conversation),
         *context,
-        {"role": "user", "content": content},
+        {"role": "assistant", "content": answer.content},
+        {"role": "user", "content": CONTINUE_PROMPT},
     ]
-    user_message = conversation.messages.create(role=Message.Role.USER, content=content)
-    answer = conversation.messages.create(
+    answer.runs = [*answer.runs, [len(chunks), last_id + 1]]
+    answer.status, answer.worker = Message.Status.STREAMING, WORKER_ID
+    answer.finish_reason = answer.error_code = answer.error_message = ""
+    answer.save(
+        update_fields=["runs", "status", "worker", "finish_reason", "error_code", "error_message", "updated_at"]
+    )
+    resumed = {
+        # Frames 1..last_id as streamed before (b"" holds the place of the old `error` and `done`).
+        "earlier": [frames.get(seq, b"") for seq in range(1, last_id + 1)],
+        "parts": chunks,
+        "resume": (len(chunks), last_id),
+        "tokens": answer.tokens,
+        "ttft_ms": answer.ttft_ms,
+        "earlier_ms": answer.duration_ms or 0,
+    }
+    return _Planned(answer.parent_id, answer, prompt, resumed)
+
+
+# What the model is asked to do on Continue. Every OpenAI-compatible server takes it, unlike a
+# trailing assistant message to be extended, which only some templates continue.
+CONTINUE_PROMPT = "Continue exactly where your last answer stopped. Do not repeat anything you already wrote."
+
+
+def _ended_early(answer: Message) -> bool:
+    if answer.role != Message.Role.ASSISTANT:
+        return False
+    ended = (Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.ERROR)
+    return answer.status in ended or (answer.status == Message.Status.COMPLETE and answer.finish_reason == "length")
+
+
+def _new_answer(conversation: Conversation, *, question_id: int) -> Message:
+    return conversation.messages.create(
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=conversation.answer_model(),
         worker=WORKER_ID,
+        parent_id=question_id,
     )
-    if not conversation.title:
-        conversation.title = _title_from(content)
-    conversation.save(update_fields=["title", "updated_at"])
-    return user_message, answer, prompt
+
+
+def _system(conversation: Conversation) -> list[dict]:
+    prompt = conversation.answer_system_prompt()  # its own, or CHAT_SYSTEM_PROMPT
+    return [{"role": "system", "content": prompt}] if prompt else []
+
+
+def _clean_id(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 10**18:
+        raise ServiceError(f"invalid_{name}", f"{name} must be a message id (a positive integer).")
+    return value
 
 
 def _clean_content(content: object) -> str:
@@ -246,10 +406,11 @@ async def _replay(message: Message, after: int) -> AsyncIterator[bytes]:
     yield b"".join(await sync_to_async(replay_frames)(message, after))
 
 
-def replay_frames(message: Message, after: int = 0) -> list[bytes]:
-    """A stored answer as the very events it streamed (same ids), after `after`."""
-    events: list[tuple[str, dict]] = [
+def replay_events(message: Message) -> list[tuple[int, str, dict]]:
+    """A stored answer as the very events it streamed, with their ids: (id, event, data)."""
+    events: list[tuple[int, str, dict]] = [
         (
+            1,
             "start",
             {
                 "message_id": message.pk,
@@ -259,17 +420,39 @@ def replay_frames(message: Message, after: int = 0) -> list[bytes]:
             },
         ),
     ]
-    events += [("token", {"text": text}) for text in _stored_chunks(message)]
+    chunks = _stored_chunks(message)
+    ids = token_ids(len(chunks), message.runs if sum(message.chunks or []) == len(message.content) else [])
+    events += [(seq, "token", {"text": text}) for seq, text in zip(ids, chunks, strict=True)]
+    last = ids[-1] if ids else 1
     result = store.Result.of(message)  # the same payloads the live stream sent
     if (error := result.error_event()) is not None:
-        events.append(("error", error))
-    done = result.done_event()
-    events.append(("done", done))
-    if after >= len(events):
+        last += 1
+        events.append((last, "error", error))
+    events.append((last + 1, "done", result.done_event()))
+    return events
+
+
+def token_ids(count: int, runs: list) -> list[int]:
+    """The event ids of an answer's `count` token events: 2, 3, ... and, from each Continue run's
+    first chunk on, numbered on from that run's first id."""
+    ids, base = [], (0, 2)
+    marks = {chunk: first_id for chunk, first_id in runs}
+    for k in range(count):
+        if k in marks:
+            base = (k, marks[k])
+        ids.append(base[1] + k - base[0])
+    return ids
+
+
+def replay_frames(message: Message, after: int = 0) -> list[bytes]:
+    """A stored answer as the very events it streamed (same ids), after `after`."""
+    events = replay_events(message)
+    last_id, _, done = events[-1]
+    if after >= last_id:
         # The client saw more than was stored (its worker died between checkpoints) or sent a
         # bogus id: repeat `done`, numbered past its id, so that it still learns how it ended.
         return [sse.encode_event(after + 1, "done", done)]
-    return [sse.encode_event(seq, name, data) for seq, (name, data) in enumerate(events, 1) if seq > after]
+    return [sse.encode_event(seq, name, data) for seq, name, data in events if seq > after]
 
 
 def _stored_chunks(message: Message) -> list[str]:
@@ -284,6 +467,8 @@ def _stored_chunks(message: Message) -> list[str]:
 
 
 def _user_message_id(message: Message) -> int | None:
+    if message.parent_id is not None:
+        return message.parent_id
     return (
         Message.objects.filter(conversation_id=message.conversation_id, role=Message.Role.USER, id__lt=message.pk)
         .order_by("-id")

@@ -128,14 +128,45 @@ async def conversation(request: HttpRequest, id: int) -> HttpResponse:
     if request.method == "PATCH":
         changed = await conversation_services.conversation_update(user=request.user, id=id, data=read_json(request))
         return JsonResponse(serializers.conversation(changed))
-    return JsonResponse(await sync_to_async(serializers.conversation_detail)(user=request.user, id=id))
+    path = _message_id_param(request, "path")
+    return JsonResponse(await sync_to_async(serializers.conversation_detail)(user=request.user, id=id, path=path))
+
+
+def _message_id_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ServiceError(f"invalid_{name}", f"{name} must be a message id.")
+    return int(raw)
 
 
 @api("POST")
 async def messages(request: HttpRequest, id: int) -> HttpResponse:
     data = read_json(request)
-    gen = await services.answer_start(user=request.user, conversation_id=id, content=data.get("content"))
+    gen = await services.answer_start(
+        user=request.user, conversation_id=id, content=data.get("content"), parent_id=data.get("parent_id")
+    )
     return sse_response(gen.follow(after=0))
+
+
+@api("POST")
+async def message_regenerate(request: HttpRequest, id: int) -> HttpResponse:
+    gen = await services.answer_regenerate(user=request.user, message_id=id)
+    return sse_response(gen.follow(after=0))
+
+
+@api("POST")
+async def message_edit(request: HttpRequest, id: int) -> HttpResponse:
+    data = read_json(request)
+    gen = await services.message_edit(user=request.user, message_id=id, content=data.get("content"))
+    return sse_response(gen.follow(after=0))
+
+
+@api("POST")
+async def message_continue(request: HttpRequest, id: int) -> HttpResponse:
+    gen, after = await services.answer_continue(user=request.user, message_id=id)
+    return sse_response(gen.follow(after=after))
 
 
 @api("GET")
@@ -206,6 +237,7 @@ def chat_page(request: HttpRequest, id: int | None = None) -> HttpResponse:
             "chat_config": {
                 "max_content_chars": settings.CHAT_MAX_CONTENT_CHARS,
                 "max_feedback_chars": settings.CHAT_MAX_FEEDBACK_CHARS,
+                "max_system_prompt_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
             },
         },
     )

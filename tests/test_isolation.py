@@ -40,19 +40,23 @@ MESSAGES = ("answer", "live answer", "user message")
 
 ROUTES = [
     Row("", ("GET",), "page", (), "his own empty page: nothing of alice's in it"),
-    Row("c/<int:id>/", ("GET",), "page", CONVERSATIONS, "404"),
+    Row("c/<id:id>/", ("GET",), "page", CONVERSATIONS, "404"),
     Row("api/conversations/", ("GET", "POST"), "api", (), "GET lists his own only; POST makes his own"),
-    Row("api/conversations/<int:id>/", ("GET", "PATCH", "DELETE"), "api", CONVERSATIONS, "404 not_found"),
-    Row("api/conversations/<int:id>/messages/", ("POST",), "api", CONVERSATIONS, "404 not_found (never 409)"),
-    Row("api/messages/<int:id>/stream/", ("GET",), "api", MESSAGES, "404 not_found (never 400 not_an_answer)"),
-    Row("api/messages/<int:id>/cancel/", ("POST",), "api", MESSAGES, "404 not_found"),
-    Row("api/messages/<int:id>/feedback/", ("PUT", "DELETE"), "api", MESSAGES, "404 not_found (never 409 or 400)"),
+    Row("api/conversations/<id:id>/", ("GET", "PATCH", "DELETE"), "api", CONVERSATIONS, "404 not_found"),
+    Row("api/conversations/<id:id>/messages/", ("POST",), "api", CONVERSATIONS, "404 not_found (never 409)"),
+    Row("api/messages/<id:id>/stream/", ("GET",), "api", MESSAGES, "404 not_found (never 400 not_an_answer)"),
+    Row("api/messages/<id:id>/cancel/", ("POST",), "api", MESSAGES, "404 not_found"),
+    Row("api/messages/<id:id>/regenerate/", ("POST",), "api", MESSAGES, "404 not_found (never 409 or 400)"),
+    Row("api/messages/<id:id>/edit/", ("POST",), "api", MESSAGES, "404 not_found (never 409 or 400)"),
+    Row("api/messages/<id:id>/continue/", ("POST",), "api", MESSAGES, "404 not_found (never 409 or 400)"),
+    Row("api/messages/<id:id>/feedback/", ("PUT", "DELETE"), "api", MESSAGES, "404 not_found (never 409 or 400)"),
     Row("api/models/", ("GET",), "api", (), "the upstream's model ids: nobody's data"),
     Row("^api/(?P<rest>.*)$", (), "api", (), "404 not_found for any method, anyone"),
     Row("healthz", ("GET", "HEAD"), "public", (), "200, no user data"),
     Row("readyz", ("GET", "HEAD"), "public", (), "200/503, no user data"),
     Row("metrics", ("GET", "HEAD"), "staff", (), "403 forbidden (not staff)"),
     Row("admin/", ("GET", "POST"), "django", CONVERSATIONS + MESSAGES, "302 to the admin login (not staff)"),
+    Row("admin/chat/usage/", ("GET",), "django", (), "302 to the admin login (not staff)"),
     Row("accounts/", ("GET", "POST"), "django", (), "Django's auth views: only the session's own user"),
 ]
 SOCKET_ROUTES = {
@@ -70,7 +74,7 @@ NOT_FOUND_ID = 987_654_321
 
 
 def url_of(route: str, id: int | None = None) -> str:
-    return "/" + route.replace("<int:id>", str(id))
+    return "/" + route.replace("<id:id>", str(id)).replace("<int:id>", str(id))
 
 
 # --- the walker: a route without a row fails here -------------------------------------------------
