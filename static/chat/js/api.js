@@ -73,6 +73,13 @@ export const createConversation = (title) =>
   apiJson("POST", "/api/conversations/", title ? { title } : {});
 export const getConversation = (id) => apiJson("GET", `/api/conversations/${id}/`);
 export const deleteConversation = (id) => apiJson("DELETE", `/api/conversations/${id}/`);
+/** Change any of {title, model, system_prompt}; answers the conversation. */
+export const patchConversation = (id, changes) => apiJson("PATCH", `/api/conversations/${id}/`, changes);
+/** Conversations whose title or messages match, each with `matches: [{message_id, snippet}]`. */
+export const searchConversations = (q) =>
+  apiJson("GET", `/api/conversations/?q=${encodeURIComponent(q)}`).then((body) => body.conversations);
+/** {models: [{id}], default}; refresh asks the model server again rather than the server's cache. */
+export const listModels = (refresh = false) => apiJson("GET", `/api/models/${refresh ? "?refresh=1" : ""}`);
 export const cancelMessage = (id) => apiJson("POST", `/api/messages/${id}/cancel/`, {});
 export const putFeedback = (id, feedback) => apiJson("PUT", `/api/messages/${id}/feedback/`, feedback);
 export const deleteFeedback = (id) => apiJson("DELETE", `/api/messages/${id}/feedback/`);

@@ -9,7 +9,10 @@ import { createAnswers } from "./answers.js";
 import { createComposer } from "./composer.js";
 import { createAssistantMessage, createUserMessage } from "./message.js";
 import { createScrollFollower } from "./scroll.js";
-import { conversationTitle, createSidebar } from "./sidebar.js";
+import { conversationTitle, createSidebar, matchUrl } from "./sidebar.js";
+import { createSearch, revealFromHash } from "./search.js";
+import { createUndoDelete } from "./undo.js";
+import { createModelPicker } from "./model_picker.js";
 import { createConversationSocket } from "./socket.js";
 import { createComposerNotice } from "./notice.js";
 import { ConnectionLost, postRequest } from "./stream.js";
@@ -91,6 +94,13 @@ function buildUi() {
         openConversation(id, { push: true });
       },
       onDelete: removeConversation,
+      onRename: renameConversation,
+      onOpenMatch: (id, messageId) => {
+        closeSidebar();
+        history.pushState({}, "", matchUrl(id, messageId)); // shown, the message is scrolled to
+        openConversation(id, { push: false });
+      },
+      heading: $("conversations-heading"),
     }),
     composer: createComposer({
       form: $("composer-form"),
@@ -106,6 +116,43 @@ function buildUi() {
     }),
     typingIndicator: createTypingIndicator({ element: $("typing-indicator") }),
     notice: createComposerNotice({ element: $("composer-notice") }),
+    search: createSearch({
+      input: $("conversation-search"),
+      search: api.searchConversations,
+      showResults: (results, q) => ui.sidebar.showResults(results, q),
+      endSearch: () => {
+        ui.sidebar.endSearch();
+        refreshConversations(); // the results were fresh; the list may be older
+      },
+      onError: (error) => showBanner(errorText(error)),
+    }),
+    undo: createUndoDelete({
+      toast: $("undo-toast"),
+      text: $("undo-text"),
+      button: $("undo-button"),
+      remove: (id) => api.deleteConversation(id).catch((error) => {
+        if (!(error instanceof ApiError && error.status === 404)) throw error; // gone already: done
+      }),
+      onUndo: restoreConversation,
+      onDeleted: forgetConversation,
+      onFailed: (id, data, error) => {
+        restoreConversation(id, {});
+        showBanner(errorText(error));
+      },
+    }),
+    modelPicker: createModelPicker({
+      select: $("model-picker"),
+      refreshButton: $("model-refresh"),
+      promptButton: $("system-prompt-button"),
+      dialog: $("system-prompt-dialog"),
+      promptInput: $("system-prompt-input"),
+      cancelButton: $("system-prompt-cancel"),
+      listModels: api.listModels,
+      patch: api.patchConversation,
+      currentConversationId: () => state.conversationId,
+      onSaved: mergeConversation,
+      onError: (error) => showBanner(errorText(error)),
+    }),
   };
 }
 
@@ -176,25 +223,46 @@ async function newConversation() {
   }
 }
 
-async function removeConversation(id) {
-  try {
-    await api.deleteConversation(id);
-  } catch (error) {
-    if (!(error instanceof ApiError && error.status === 404)) {
-      showBanner(errorText(error));
-      return;
-    }
+/** Delete: gone from the list at once, sent when the undo window passes (undo.js). */
+function removeConversation(id) {
+  const conversation = state.conversations.find((c) => c.id === id);
+  const wasShown = state.conversationId === id;
+  ui.sidebar.hide(id);
+  if (wasShown) {
+    history.pushState({}, "", "/");
+    showEmpty(); // an answer streaming in it goes on (read in the background) until the DELETE stops it
   }
+  ui.undo.schedule(id, conversation ? conversationTitle(conversation) : "New chat", { wasShown });
+  announce("Conversation deleted. Undo is offered for a few seconds.");
+}
+
+function restoreConversation(id, { wasShown = false }) {
+  ui.sidebar.unhide(id);
+  announce("Conversation restored");
+  if (wasShown && state.conversationId === null) openConversation(id, { push: true });
+}
+
+function forgetConversation(id) {
   state.conversations = state.conversations.filter((c) => c.id !== id);
   answers.dropConversation(id);
-  if (state.conversationId === id) {
-    answers.detach({ keepReading: false });
-    history.pushState({}, "", "/");
-    showEmpty();
-  } else {
-    ui.sidebar.render(state.conversations, state.conversationId);
+  ui.sidebar.render(state.conversations, state.conversationId);
+}
+
+async function renameConversation(id, title) {
+  try {
+    mergeConversation(await api.patchConversation(id, { title }));
+    return true;
+  } catch (error) {
+    showBanner(errorText(error));
+    return false;
   }
-  announce("Conversation deleted");
+}
+
+/** A conversation as the server now has it (renamed, another model...). */
+function mergeConversation(saved) {
+  state.conversations = state.conversations.map((c) => (c.id === saved.id ? { ...c, ...saved } : c));
+  ui.sidebar.render(state.conversations, state.conversationId);
+  updateTitle();
 }
 
 function showEmpty() {
@@ -205,6 +273,7 @@ function showEmpty() {
   clearMessages();
   ui.sidebar.render(state.conversations, null);
   updateTitle();
+  ui.modelPicker.show(null);
 }
 
 /** Show a conversation: its stored messages, and re-attach to an answer still streaming. */
@@ -241,6 +310,8 @@ async function loadConversation(id, { push, keep = false }) {
   }
   if (seq !== state.loadSeq) return;
   renderConversation(conversation, { keepScroll: keep });
+  ui.modelPicker.show(conversation);
+  if (!keep) revealFromHash(ui.list, ui.follower); // from a search result: /c/<id>/#message-<id>
 }
 
 function renderConversation(conversation, { keepScroll = false } = {}) {
@@ -357,6 +428,7 @@ async function prepareExchange(content) {
 
 async function startConversation() {
   const conversation = await api.createConversation();
+  Object.assign(conversation, await ui.modelPicker.applyPending(conversation.id)); // chosen before it existed
   state.conversations = [conversation, ...state.conversations];
   state.conversationId = conversation.id;
   state.loadSeq += 1;

@@ -68,6 +68,7 @@ export function createScrollFollower(scroller, jumpButton) {
   return {
     contentChanged,
     jumpToLatest,
+    stopFollowing, // the page moved on purpose (a search result): stay there
     get following() {
       return following;
     },
