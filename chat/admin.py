@@ -16,6 +16,7 @@ from django.utils.text import Truncator
 from . import selectors
 from .admin_export import export_jsonl, export_markdown
 from .models import Conversation, Feedback, Message
+from .versions import Tree
 
 THUMBS = {Feedback.Rating.UP: "👍", Feedback.Rating.DOWN: "👎"}
 
@@ -143,8 +144,14 @@ class ConversationAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             # One query for every message and its feedback, however long the conversation.
-            messages = obj.messages.select_related("feedback").order_by("created_at", "id")
-            context["transcript"] = [{"message": m, "stats": m.stats(), "feedback": feedback_of(m)} for m in messages]
+            messages = list(obj.messages.select_related("feedback").order_by("created_at", "id"))
+            # Versions (regenerate, edit) in time order, each labelled with its turn's count and
+            # the message it follows, from the same rows: no query more.
+            tree = Tree.of((m.pk, m.parent_id, m.role) for m in messages)
+            context["transcript"] = [
+                {"message": m, "stats": m.stats(), "feedback": feedback_of(m), "version": tree.version(m.pk)}
+                for m in messages
+            ]
             context["can_watch"] = selectors.can_watch(user=request.user)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 

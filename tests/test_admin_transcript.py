@@ -226,3 +226,16 @@ def test_the_message_list_costs_the_same_queries_for_more_rows(admin_client, rev
         page = admin_client.get("/admin/chat/message/").content.decode()
     assert page.count("👎") >= 31
     assert len(many) == len(few)
+
+
+def test_versions_of_a_turn_are_labelled_with_the_message_they_follow(admin_client, user):
+    conversation = Conversation.objects.create(owner=user, title="versions")
+    question = conversation.messages.create(role="user", content="pick a colour")
+    first = conversation.messages.create(role="assistant", content="red", parent=question)
+    second = conversation.messages.create(role="assistant", content="blue", parent=question)
+    page = admin_client.get(change_url(conversation)).content.decode()
+    labels = re.findall(r'data-testid="version-label"[^>]*>version (\d)/(\d)<', page)
+    assert labels == [("1", "2"), ("2", "2")]  # the two answers; the question has one version
+    for answer in (first, second):
+        article = page[page.index(f'id="message-{answer.pk}"') :]
+        assert f'href="#message-{question.pk}"' in article[: article.index("</header>")]
