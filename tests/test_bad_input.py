@@ -1,7 +1,7 @@
 """Bad input: every odd body, header, id or frame gets a clear JSON error (or is rightly accepted),
 and nothing is half-stored; never a 500. On SQLite and on PostgreSQL (which refuses NUL in text).
 
-The table of what each input gets is docs/reliability-inputs.md.
+The table of what each input gets is in docs/RELIABILITY.md ("Bad input and isolation").
 """
 
 import json

@@ -32,7 +32,7 @@ class Row:
     methods: tuple[str, ...]  # every method the route serves; the walker compares with its Allow header
     kind: str  # "api" (JSON, 401 anonymous), "page" (302 anonymous), "public", "staff", "django"
     targets: tuple[str, ...]  # alice's objects bob aims at: conversation, live conversation, answer, ...
-    result: str  # what bob gets, for docs/reliability-inputs.md
+    result: str  # what bob gets, for docs/RELIABILITY.md
 
 
 CONVERSATIONS = ("conversation", "live conversation")  # one with a stored answer, one still streaming
