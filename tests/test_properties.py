@@ -198,9 +198,9 @@ def test_no_request_makes_the_api_fail(
     client = fuzzer.client
     route, method = endpoint
     conversation_id = None
-    if "<int:id>" not in route:
+    if "<id:id>" not in route:
         url = url_of(route)
-    elif "conversations/<int:id>" in route:
+    elif "conversations/<id:id>" in route:
         conversation_id = client.new_conversation() if own_id else None
         url = url_of(route, conversation_id or other_id)
     else:
