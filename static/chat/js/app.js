@@ -8,6 +8,7 @@ import { ApiError } from "./api.js";
 import { createAnswers } from "./answers.js";
 import { createComposer } from "./composer.js";
 import { createAssistantMessage, createUserMessage } from "./message.js";
+import { codeBlockText } from "./markdown.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar, matchUrl } from "./sidebar.js";
 import { createSearch, revealFromHash } from "./search.js";
@@ -111,6 +112,7 @@ function buildUi() {
       maxChars: state.config.max_content_chars || 32000,
       onSend: send,
       onStop: answers.stop,
+      onEditLast: editLastUserMessage,
       onInput: (value) => (value.trim() ? typing.input() : typing.stop()),
       onBlur: () => typing.stop(),
     }),
@@ -165,9 +167,7 @@ function bindGlobalEvents() {
   $("sidebar-open").addEventListener("click", openSidebar);
   $("sidebar-close").addEventListener("click", closeSidebar);
   $("sidebar-backdrop").addEventListener("click", closeSidebar);
-  document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") closeSidebar();
-  });
+  document.addEventListener("keydown", onEscape);
   ui.list.addEventListener("click", onMessageListClick);
   window.addEventListener("popstate", () => {
     const match = location.pathname.match(/^\/c\/(\d+)\/?$/);
@@ -199,6 +199,27 @@ function closeSidebar() {
   if (!$("app").classList.contains("sidebar-open")) return;
   $("app").classList.remove("sidebar-open");
   $("sidebar-open").setAttribute("aria-expanded", "false");
+}
+
+/** Esc closes the drawer if it is open, else stops the streaming answer (as the Stop button does). */
+function onEscape(event) {
+  if (event.key !== "Escape" || event.defaultPrevented || event.isComposing) return;
+  if ($("app").classList.contains("sidebar-open")) {
+    closeSidebar();
+    return;
+  }
+  if ($("stop").hidden) return;
+  event.preventDefault();
+  $("stop").click();
+}
+
+/** Arrow-up in an empty composer: edit the last message sent, when it has an Edit button. */
+function editLastUserMessage() {
+  const sent = [...ui.list.querySelectorAll("[data-testid=message][data-role=user]")].filter((el) => !el.hidden);
+  const edit = sent[sent.length - 1]?.querySelector("[data-testid=edit]");
+  if (!edit || edit.disabled || edit.hidden) return false;
+  edit.click();
+  return true;
 }
 
 function updateTitle() {
@@ -544,11 +565,9 @@ async function onMessageListClick(event) {
     if (view) await copyWithFeedback(copyButton, view.copyText());
     return;
   }
-  const codeButton = event.target.closest(".code-copy");
-  if (codeButton) {
-    const code = codeButton.closest(".code-block")?.querySelector("pre");
-    if (code) await copyWithFeedback(codeButton, code.textContent);
-  }
+  const codeButton = event.target.closest("[data-testid=code-copy]");
+  const box = codeButton?.closest(".code-block");
+  if (box) await copyWithFeedback(codeButton, codeBlockText(box));
 }
 
 async function copyWithFeedback(button, text) {

@@ -1,6 +1,8 @@
 // The message box: Enter sends, Shift+Enter adds a line, grows with its text, and refuses a
-// second submit while one is in flight. onInput(value) on each edit by the user and onBlur()
-// when it loses focus (the page's "typing" notices).
+// second submit while one is in flight. Arrow-up in the empty box asks onEditLast() to edit the
+// last message sent (it returns false when there is none to edit: the key then does what it
+// always does). onInput(value) on each edit by the user and onBlur() when it loses focus (the
+// page's "typing" notices). Esc (stop) is the page's, in app.js: it works wherever focus is.
 
 export function createComposer({
   form,
@@ -11,6 +13,7 @@ export function createComposer({
   maxChars,
   onSend,
   onStop,
+  onEditLast = () => false,
   onInput = () => {},
   onBlur = () => {},
 }) {
@@ -50,9 +53,13 @@ export function createComposer({
     submit();
   });
   textarea.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    if (event.isComposing || event.keyCode === 229) return; // the key belongs to an input method
+    const plain = !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey;
+    if (event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
       submit();
+    } else if (event.key === "ArrowUp" && plain && textarea.value === "" && onEditLast()) {
+      event.preventDefault();
     }
   });
   textarea.addEventListener("input", () => {

@@ -4,10 +4,12 @@
 // createMarkdownView(root) renders a growing answer: finished top-level blocks are appended once
 // and kept; only the unfinished last block is rebuilt on each update, and an open code fence not
 // even that: the new text is appended to its <code> as text (a text node, never parsed as HTML).
+// Finished blocks, and only those, get their code highlighted (highlight.js), in a later task.
 
 import { marked } from "../../vendor/marked/marked.esm.js";
 import DOMPurify from "../../vendor/dompurify/purify.es.mjs";
 import { closeOpenMarkers, createOpenFence, splitTail } from "./blocks.js";
+import { highlightLater } from "./highlight.js";
 
 const PURIFY_CONFIG = {
   USE_PROFILES: { html: true },
@@ -86,12 +88,23 @@ function decorateCodeBlocks(fragment) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "btn btn-ghost code-copy";
+    button.dataset.testid = "code-copy";
     button.textContent = "Copy";
-    button.setAttribute("aria-label", `Copy ${lang || "code"} block`);
+    button.setAttribute("aria-label", "Copy code");
     head.append(label, button);
     pre.replaceWith(box);
     box.append(head, pre);
   }
+}
+
+/**
+ * The code of a block as written between its fences: the <code> text without the one newline
+ * marked adds at its end (an open fence shows it too), so a copy is the same while the fence is
+ * open, once it closed, and after highlighting (which only wraps the text in spans).
+ */
+export function codeBlockText(box) {
+  const text = box.querySelector("pre > code, pre")?.textContent ?? "";
+  return text.endsWith("\n") ? text.slice(0, -1) : text;
 }
 
 function languageOf(code) {
@@ -185,6 +198,7 @@ export function createMarkdownView(root, { now = () => performance.now() } = {})
     const el = document.createElement("div");
     el.className = isLive ? "md-block md-live" : "md-block";
     el.append(renderMarkdown(raw));
+    if (!isLive) highlightLater(el); // a finished block never changes again: its code may be highlighted
     return el;
   }
 
