@@ -92,7 +92,7 @@ MARK_BUTTONS = """() => {
     const buttons = [...document.querySelectorAll('button')].filter(b => !b.disabled && b.checkVisibility());
     return buttons.map((b, i) => {
         b.dataset.kbd = String(i);
-        return { i, name: name(b), html: b.outerHTML.slice(0, 120) };
+        return { i, name: name(b), testid: b.dataset.testid || null, html: b.outerHTML.slice(0, 120) };
     });
 }"""
 
@@ -103,8 +103,9 @@ def test_every_button_is_reached_by_tab_and_has_a_name(page, upstream):
     wait_status(page, "complete")
     expect(answer(page).locator("pre code.hljs")).to_have_count(1)
     page.get_by_test_id("composer").fill("x")  # Send is enabled: it counts too
+    page.wait_for_load_state("networkidle")  # the sidebar and the model list have re-rendered
     buttons = page.evaluate(MARK_BUTTONS)
-    testids = {page.locator(f"[data-kbd='{b['i']}']").get_attribute("data-testid") for b in buttons}
+    testids = {b["testid"] for b in buttons}
     assert {"code-copy", "copy", "send", "new-conversation"} <= testids, testids
     unnamed = [b["html"] for b in buttons if not b["name"]]
     assert not unnamed, f"buttons with no accessible name: {unnamed}"
@@ -115,5 +116,7 @@ def test_every_button_is_reached_by_tab_and_has_a_name(page, upstream):
         mark = page.evaluate("document.activeElement?.dataset?.kbd ?? null")
         if mark is not None:
             reached.add(int(mark))
+    still_there = page.locator("[data-kbd]").count()
+    assert still_there == len(buttons), "the page re-rendered buttons during the walk"
     missed = [b["html"] for b in buttons if b["i"] not in reached]
     assert not missed, f"buttons Tab never reaches: {missed}"
