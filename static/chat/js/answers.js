@@ -35,8 +35,9 @@ export function createAnswers(page) {
   const stopping = new Map(); // answer -> promise that resolves once its end is stored
 
   /** Send a new message (`request` is its POST) and follow its answer to the end. */
-  async function start({ view, userView, request, prompt, conversationId }) {
-    const answer = await runAnswer({ view, userView, request, prompt, conversationId });
+  async function start({ view, userView, request, prompt, conversationId, messageId = null }) {
+    // messageId: a Continue, whose stream goes on with the same message and brings no `start`.
+    const answer = await runAnswer({ view, userView, request, prompt, conversationId, messageId });
     // refused: the POST got an API error before `start` (nothing stored) while still shown;
     // the page says why next to the composer (error: the ApiError).
     const refused = answer.failedBeforeStart && !answer.background;
@@ -58,6 +59,8 @@ export function createAnswers(page) {
       stopping: false,
       done: false,
       failedBeforeStart: false,
+      request,
+      gotEvent: false,
     };
     // Resolves on `start`, or when this connection ends without one (Stop waits on it).
     answer.started = new Promise((resolve) => {
@@ -94,6 +97,7 @@ export function createAnswers(page) {
   }
 
   function handleEvent(answer, { type, id, data }) {
+    answer.gotEvent = true;
     if (id != null) answer.lastEventId = id;
     if (answer.background) {
       handleBackgroundEvent(answer, type, data);
@@ -160,7 +164,7 @@ export function createAnswers(page) {
 
   function handleFailure(answer, error) {
     if (answer.background) return; // nothing shows it; switching back re-attaches if it still runs
-    if (answer.messageId == null && error instanceof ApiError) {
+    if ((answer.messageId == null || answer.request) && !answer.gotEvent && error instanceof ApiError) {
       answer.failedBeforeStart = true; // refused: the page tells why (start() returns it)
       answer.refusal = error;
       return;

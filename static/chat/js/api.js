@@ -71,7 +71,12 @@ export const listConversations = () =>
   apiJson("GET", "/api/conversations/").then((body) => body.conversations);
 export const createConversation = (title) =>
   apiJson("POST", "/api/conversations/", title ? { title } : {});
-export const getConversation = (id) => apiJson("GET", `/api/conversations/${id}/`);
+/** A conversation with the branch on screen: through the newest message, or through `path`. */
+export const getConversation = (id, path = null) =>
+  apiJson("GET", `/api/conversations/${id}/${path ? `?path=${encodeURIComponent(path)}` : ""}`);
+export const regenerateUrl = (id) => `/api/messages/${id}/regenerate/`;
+export const editUrl = (id) => `/api/messages/${id}/edit/`;
+export const continueUrl = (id) => `/api/messages/${id}/continue/`;
 export const deleteConversation = (id) => apiJson("DELETE", `/api/conversations/${id}/`);
 /** Change any of {title, model, system_prompt}; answers the conversation. */
 export const patchConversation = (id, changes) => apiJson("PATCH", `/api/conversations/${id}/`, changes);

@@ -8,6 +8,7 @@ import { ApiError } from "./api.js";
 import { createAnswers } from "./answers.js";
 import { createComposer } from "./composer.js";
 import { createAssistantMessage, createUserMessage } from "./message.js";
+import { actionsFor, openEditor } from "./versions.js";
 import { codeBlockText } from "./markdown.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar, matchUrl } from "./sidebar.js";
@@ -35,6 +36,8 @@ const state = {
   socket: null, // the shown conversation's WebSocket
   refresh: null, // a pending reload of the shown conversation (answers started or ended elsewhere)
   refreshAgain: false,
+  path: null, // the message whose branch is on screen (‹ › picked it); null: the newest
+  leafId: null, // the last message on screen: a new message follows it
 };
 
 let ui;
@@ -309,6 +312,7 @@ function openConversation(id, options) {
 }
 
 async function loadConversation(id, { push, keep = false }) {
+  if (id !== state.conversationId) state.path = null; // another conversation: its newest branch
   answers.detach();
   const seq = ++state.loadSeq;
   state.conversationId = id;
@@ -323,7 +327,7 @@ async function loadConversation(id, { push, keep = false }) {
   }
   let conversation;
   try {
-    conversation = await api.getConversation(id);
+    conversation = await api.getConversation(id, state.path);
   } catch (error) {
     if (seq !== state.loadSeq) return;
     showBanner(error instanceof ApiError && error.status === 404 ? "That conversation no longer exists." : errorText(error));
@@ -341,17 +345,24 @@ function renderConversation(conversation, { keepScroll = false } = {}) {
   clearMessages();
   let prompt = "";
   let streaming = null;
-  for (const message of conversation.messages) {
+  const messages = conversation.messages;
+  state.leafId = messages.length ? messages[messages.length - 1].id : null;
+  messages.forEach((message, i) => {
+    let view = null;
     if (message.role === "user") {
       prompt = message.content;
-      addUserMessage(message);
+      view = addUserMessage(message);
     } else if (message.status === "streaming") {
       streaming = { message, prompt };
     } else {
-      const view = addAssistantMessage(message);
+      view = addAssistantMessage(message);
       if (message.status === "error") answers.offerRetry(view, prompt, "The answer failed.");
     }
-  }
+    if (view) {
+      view.setActions(actionsFor(message, { isLast: i === messages.length - 1 }));
+      view.setVersion(message.version, showVersion);
+    }
+  });
   ui.follower.jumpToLatest();
   if (streaming) reattach(streaming.message, streaming.prompt);
   if (scrollTop !== null) ui.thread.scrollTop = scrollTop;
@@ -401,6 +412,7 @@ async function send(content) {
   if (!exchange) return;
   const { view, userView } = exchange;
   const { refused, error } = await answers.start(exchange);
+  if (!refused) refreshActions();
   if (refused) {
     // The server refused the message (validation, limits, a busy server): nothing was stored.
     // Its bubbles go, the text goes back into the composer, and a notice says why in plain words.
@@ -443,8 +455,104 @@ async function prepareExchange(content) {
   const userView = addUserMessage({ content });
   const view = addAssistantMessage({ status: "streaming" });
   ui.follower.jumpToLatest();
-  const request = postRequest(api.postMessageUrl(conversationId), content);
+  // It follows the branch on screen (an older version, if ‹ › picked one), and is the newest after.
+  const parent = state.leafId != null ? { parent_id: state.leafId } : {};
+  state.path = null;
+  const request = postRequest(api.postMessageUrl(conversationId), content, parent);
   return { view, userView, request, prompt: content, conversationId };
+}
+
+// ---------------------------------------------------------------- versions, regenerate, edit, continue
+
+/** ‹ ›: show the branch through another version of a turn. */
+function showVersion(messageId) {
+  if (answers.isActive() || state.sending || state.conversationId === null) return;
+  state.path = messageId;
+  openConversation(state.conversationId, { keep: true });
+}
+
+/**
+ * Regenerate, Continue or Edit: like a send, a POST whose stream is followed in `view`. A refusal
+ * (limits, an answer streaming) puts the conversation back as stored and says why.
+ */
+async function runTurn({ view, userView = null, request, prompt, messageId = null }) {
+  hideBanner();
+  state.path = null; // what this makes is the newest: it stays on screen
+  const conversationId = state.conversationId;
+  ui.follower.jumpToLatest();
+  const { refused, error } = await answers.start({ view, userView, request, prompt, conversationId, messageId });
+  if (refused) ui.notice.show(error);
+  // The versions, and which actions apply, come with the conversation as stored.
+  if (state.conversationId === conversationId) refreshShown();
+}
+
+function regenerate(root) {
+  const messageId = Number(root.dataset.messageId);
+  const old = state.views.get(root);
+  if (!old || answers.isActive() || state.sending) return;
+  const prompt = lastUserTextBefore(root);
+  const view = addAssistantMessage({ status: "streaming" });
+  root.replaceWith(view.root); // the new version takes the old one's place
+  state.views.delete(root);
+  state.messageCount -= 1;
+  old.dispose();
+  runTurn({ view, request: postRequest(api.regenerateUrl(messageId)), prompt });
+}
+
+function continueAnswer(root) {
+  const view = state.views.get(root);
+  if (!view || answers.isActive() || state.sending) return;
+  view.clearError();
+  view.resume(); // the same message: its text stays, the new tokens go after it
+  const messageId = Number(root.dataset.messageId);
+  runTurn({ view, request: postRequest(api.continueUrl(messageId)), prompt: lastUserTextBefore(root), messageId });
+}
+
+function editMessage(root) {
+  if (answers.isActive() || state.sending || root.querySelector(".edit-form")) return;
+  const text = root.querySelector("[data-testid=message-text]");
+  openEditor(text, {
+    initial: text.textContent,
+    maxChars: state.config.max_content_chars,
+    onSave: (content) => {
+      if (answers.isActive() || state.sending) return;
+      const messageId = Number(root.dataset.messageId);
+      // What followed the old version stays on its own branch (‹ › finds it); here it goes.
+      while (root.nextElementSibling) {
+        const next = root.nextElementSibling;
+        state.views.get(next)?.dispose();
+        state.views.delete(next);
+        next.remove();
+        state.messageCount -= 1;
+      }
+      const userView = addUserMessage({ content });
+      root.replaceWith(userView.root);
+      state.messageCount -= 1;
+      const view = addAssistantMessage({ status: "streaming" });
+      runTurn({ view, userView, request: postRequest(api.editUrl(messageId), content), prompt: content });
+    },
+  });
+}
+
+/** After an answer ends here: which messages offer Edit, Regenerate and Continue, from the DOM. */
+function refreshActions() {
+  const roots = [...ui.list.querySelectorAll(":scope > [data-testid=message]")];
+  roots.forEach((root, i) => {
+    const message = { role: root.dataset.role, status: root.dataset.status, stats: { finish_reason: root.dataset.finishReason } };
+    const actions = actionsFor(message, { isLast: i === roots.length - 1 });
+    for (const name of ["edit", "regenerate", "continue"]) {
+      const button = root.querySelector(`.message-meta [data-testid=${name}]`);
+      if (button) button.hidden = !actions[name];
+    }
+  });
+  const last = roots[roots.length - 1]?.dataset.messageId;
+  state.leafId = last ? Number(last) : null;
+}
+
+function lastUserTextBefore(root) {
+  let el = root.previousElementSibling;
+  while (el && el.dataset.role !== "user") el = el.previousElementSibling;
+  return el?.querySelector("[data-testid=message-text]")?.textContent || "";
 }
 
 async function startConversation() {
@@ -559,6 +667,14 @@ function refreshShown() {
 // ---------------------------------------------------------------- copy
 
 async function onMessageListClick(event) {
+  const action = event.target.closest("[data-testid=regenerate], [data-testid=continue], [data-testid=edit]");
+  if (action) {
+    const root = action.closest("[data-testid=message]");
+    if (action.dataset.testid === "regenerate") regenerate(root);
+    else if (action.dataset.testid === "continue") continueAnswer(root);
+    else editMessage(root);
+    return;
+  }
   const copyButton = event.target.closest("[data-testid=copy]");
   if (copyButton) {
     const view = state.views.get(copyButton.closest("[data-testid=message]"));

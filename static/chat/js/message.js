@@ -6,6 +6,7 @@ import { createMarkdownView } from "./markdown.js";
 import { chatStats, createFrameBatcher, placeCaret, removeCaret } from "./render.js";
 import { formatStats, statusLabel } from "./format.js";
 import { createFeedback } from "./feedback.js";
+import { actionButton, createVersionNav } from "./versions.js";
 
 function element(tag, className, attrs = {}) {
   const el = document.createElement(tag);
@@ -22,8 +23,29 @@ export function createUserMessage({ id = null, content, status = "complete" }) {
   label.textContent = "You said:";
   const text = element("div", "message-text", { "data-testid": "message-text" });
   text.textContent = content;
-  root.append(label, text);
-  return { root, content, setId: (value) => (root.dataset.messageId = value) };
+  const meta = element("div", "message-meta");
+  const editButton = actionButton("Edit", "edit", "Edit message");
+  meta.append(editButton);
+  root.append(label, text, meta);
+  const view = {
+    root,
+    content,
+    text,
+    setId: (value) => (root.dataset.messageId = value),
+    setText: (value) => {
+      view.content = value;
+      text.textContent = value;
+    },
+    setActions: ({ edit = false } = {}) => (editButton.hidden = !edit),
+    setVersion: (version, onPick) => setVersionNav(meta, version, onPick),
+  };
+  return view;
+}
+
+/** Show `‹ n/m ›` in a message's meta row when its turn has versions (else remove it). */
+function setVersionNav(meta, version, onPick) {
+  meta.querySelector(".version-nav")?.remove();
+  if (version && version.count > 1) meta.prepend(createVersionNav(version, onPick));
 }
 
 /**
@@ -54,7 +76,9 @@ export function createAssistantMessage({
   const statsEl = element("span", "message-stats");
   // Thumbs up/down with an optional comment: only on a finished answer (see updateFeedback).
   const feedbackUi = createFeedback({ messageId: () => root.dataset.messageId, initial: feedback, maxChars: feedbackMaxChars });
-  meta.append(copyButton, feedbackUi.controls, statusEl, statsEl);
+  const regenerateButton = actionButton("Regenerate", "regenerate", "Regenerate answer");
+  const continueButton = actionButton("Continue", "continue", "Continue answer");
+  meta.append(copyButton, regenerateButton, continueButton, feedbackUi.controls, statusEl, statsEl);
   root.append(label, text, errorBox, meta, feedbackUi.form);
 
   const view = createMarkdownView(text);
@@ -86,6 +110,10 @@ export function createAssistantMessage({
 
   function setStatus(value) {
     root.dataset.status = value;
+    if (value === "streaming") {
+      regenerateButton.hidden = true; // offered again, where they apply, once it has ended
+      continueButton.hidden = true;
+    }
     const label = statusLabel(value);
     statusEl.textContent = label;
     statusEl.hidden = !label;
@@ -119,6 +147,7 @@ export function createAssistantMessage({
   }
 
   function showStats(value, reason) {
+    root.dataset.finishReason = reason || ""; // Continue is offered after `length`
     const line = formatStats(value, reason);
     statsEl.textContent = line;
     statsEl.hidden = !line;
@@ -170,6 +199,12 @@ export function createAssistantMessage({
     setStatus,
     resume,
     dispose: () => batcher.dispose(),
+    /** Which of Regenerate and Continue it offers (versions.js actionsFor). */
+    setActions: ({ regenerate = false, continue: more = false } = {}) => {
+      regenerateButton.hidden = !regenerate;
+      continueButton.hidden = !more;
+    },
+    setVersion: (version, onPick) => setVersionNav(meta, version, onPick),
     /** Mid-answer: the text on screen; after it: the whole Markdown source. */
     copyText: () => (streaming ? shown : buffer),
     get text() {

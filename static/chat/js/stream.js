@@ -164,7 +164,7 @@ function resumeRequest(state) {
 }
 
 /** Build the first request of an answer: POST the user's message. */
-export function postRequest(url, content) {
+export function postRequest(url, content, extra = {}) {
   return {
     url,
     fetchInit: {
@@ -174,7 +174,7 @@ export function postRequest(url, content) {
         Accept: "text/event-stream",
         "Content-Type": "application/json",
       }),
-      body: JSON.stringify({ content }),
+      body: JSON.stringify({ content, ...extra }),
       cache: "no-store",
     },
   };
