@@ -29,22 +29,22 @@ MARKDOWN_ANSWER = [
 
 @pytest.fixture(scope="module")
 def reviewer_state(browser, live, tmp_path_factory) -> str:
-    """rita: staff who may view conversations and messages (nothing more), signed in through the admin."""
+    """rosa_reviewer: staff who may view conversations and messages (nothing more), signed in through the admin."""
     live.manage(
         "shell",
         "-c",
         "from django.contrib.auth import get_user_model; from django.contrib.auth.models import Permission; "
-        f"u = get_user_model().objects.create_user('rita', password={PASSWORD!r}, is_staff=True); "
+        f"u = get_user_model().objects.create_user('rosa_reviewer', password={PASSWORD!r}, is_staff=True); "
         "u.user_permissions.add(*Permission.objects.filter(codename__in=['view_conversation', 'view_message']))",
     )
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{live.base_url}/admin/login/?next=/admin/")
-    page.locator("#id_username").fill("rita")
+    page.locator("#id_username").fill("rosa_reviewer")
     page.locator("#id_password").fill(PASSWORD)
     page.locator("input[type=submit]").click()
-    expect(page.locator("#user-tools")).to_contain_text("rita")
-    path = str(tmp_path_factory.mktemp("browser") / "rita.json")
+    expect(page.locator("#user-tools")).to_contain_text("rosa_reviewer")
+    path = str(tmp_path_factory.mktemp("browser") / "rosa_reviewer.json")
     context.storage_state(path=path)
     context.close()
     return path
@@ -52,7 +52,7 @@ def reviewer_state(browser, live, tmp_path_factory) -> str:
 
 @pytest.fixture
 def reviewer(browser, live, reviewer_state, upstream):
-    """rita's admin tab; JavaScript errors in it fail the test."""
+    """rosa_reviewer's admin tab; JavaScript errors in it fail the test."""
     context: BrowserContext = browser.new_context(storage_state=reviewer_state, viewport={"width": 1440, "height": 900})
     context.set_default_timeout(15_000)
     tab = context.new_page()
