@@ -8,7 +8,7 @@
 // server's transcript, so statuses, figures and new messages are the stored ones.
 
 import { copyToClipboard } from "./clipboard.js";
-import { createMarkdownView, renderMarkdown } from "./markdown.js";
+import { codeBlockText, createMarkdownView, renderMarkdown } from "./markdown.js";
 import { createFrameBatcher, placeCaret, removeCaret } from "./render.js";
 import { createConversationSocket } from "./socket.js";
 import { followStream } from "./stream.js";
@@ -157,9 +157,9 @@ function showLiveStatus() {
 
 async function onClick(event) {
   const button = event.target.closest(".code-copy");
-  const code = button?.closest(".code-block")?.querySelector("pre");
-  if (!code) return;
-  const ok = await copyToClipboard(code.textContent);
+  const box = button?.closest(".code-block");
+  if (!box) return;
+  const ok = await copyToClipboard(codeBlockText(box)); // exactly the code, as on the chat page
   button.textContent = ok ? "Copied" : "Copy failed";
   setTimeout(() => {
     button.textContent = "Copy";
