@@ -54,7 +54,7 @@ def assert_hardened(response: httpx.Response) -> None:
 @pytest.fixture(scope="module")
 def people(live):
     """Users of this module's own, so that lockouts here never touch the shared alice and bob."""
-    names = ["lucy", "lena", "otto", "rita"]
+    names = ["lock_lucy", "lock_lena", "lock_otto", "lock_rita"]
     live.manage(
         "shell",
         "-c",
@@ -68,9 +68,9 @@ def people(live):
 
 
 def test_failed_logins_lock_the_account_out_even_with_the_right_password(people):
-    statuses = fail(people.base_url, "lucy", LIMIT)
+    statuses = fail(people.base_url, "lock_lucy", LIMIT)
     assert statuses == [200] * (LIMIT - 1) + [429]
-    r, signed_in = attempt(people.base_url, "lucy", PASSWORD)
+    r, signed_in = attempt(people.base_url, "lock_lucy", PASSWORD)
     assert r.status_code == 429 and not signed_in
     assert LOCKED_MESSAGE in r.text
     assert 'class="auth-card"' in r.text  # the login page's look, not a bare error
@@ -79,19 +79,19 @@ def test_failed_logins_lock_the_account_out_even_with_the_right_password(people)
 
 
 def test_a_lockout_holds_only_for_that_username_and_address(people):
-    assert fail(people.base_url, "lena", LIMIT, source="127.0.0.2")[-1] == 429
-    assert attempt(people.base_url, "lena", PASSWORD, source="127.0.0.2")[0].status_code == 429
+    assert fail(people.base_url, "lock_lena", LIMIT, source="127.0.0.2")[-1] == 429
+    assert attempt(people.base_url, "lock_lena", PASSWORD, source="127.0.0.2")[0].status_code == 429
     # The same user from another address, and another user from the locked address, sign in.
-    assert attempt(people.base_url, "lena", PASSWORD, source="127.0.0.1")[1]
-    assert attempt(people.base_url, "otto", PASSWORD, source="127.0.0.2")[1]
+    assert attempt(people.base_url, "lock_lena", PASSWORD, source="127.0.0.1")[1]
+    assert attempt(people.base_url, "lock_otto", PASSWORD, source="127.0.0.2")[1]
 
 
 def test_a_successful_login_starts_the_count_again(people):
-    assert fail(people.base_url, "rita", LIMIT - 1) == [200] * (LIMIT - 1)
-    assert attempt(people.base_url, "rita", PASSWORD)[1]
+    assert fail(people.base_url, "lock_rita", LIMIT - 1) == [200] * (LIMIT - 1)
+    assert attempt(people.base_url, "lock_rita", PASSWORD)[1]
     # Counted on from before, the first of these would lock her out.
-    assert fail(people.base_url, "rita", LIMIT - 1) == [200] * (LIMIT - 1)
-    assert attempt(people.base_url, "rita", PASSWORD)[1]
+    assert fail(people.base_url, "lock_rita", LIMIT - 1) == [200] * (LIMIT - 1)
+    assert attempt(people.base_url, "lock_rita", PASSWORD)[1]
 
 
 def test_behind_nginx_the_lockout_follows_the_address_nginx_saw(cluster):
