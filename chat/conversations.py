@@ -20,7 +20,7 @@ from django.db.models.functions import RowNumber
 
 from . import llm, selectors
 from .models import Conversation, Message
-from .services import ServiceError, _clean_title
+from .services import ServiceError, _clean_title, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +64,7 @@ async def _clean_model(model: object) -> str:
 
 
 def _clean_system_prompt(prompt: object) -> str:
-    if prompt is None:
-        return ""
-    if not isinstance(prompt, str):
-        raise ServiceError("invalid_system_prompt", "system_prompt must be a string.")
-    if "\x00" in prompt:  # PostgreSQL cannot store NUL in text; SQLite could, so refuse it on both
-        raise ServiceError("invalid_system_prompt", "system_prompt must not contain NUL characters (U+0000).")
-    prompt = prompt.strip()
-    if len(prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
-        raise ServiceError(
-            "system_prompt_too_long",
-            f"system_prompt is longer than {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS} characters.",
-        )
-    return prompt
+    return clean_text(prompt, "system_prompt", settings.CHAT_MAX_SYSTEM_PROMPT_CHARS)
 
 
 # --- search ---------------------------------------------------------------------------------------

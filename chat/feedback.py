@@ -6,7 +6,7 @@ from django.db import transaction
 
 from . import selectors
 from .models import Feedback, Message
-from .services import ServiceError
+from .services import ServiceError, clean_text
 
 _UNSET = object()  # `comment` left out of a PUT: keep the comment already there
 
@@ -52,15 +52,4 @@ def _clean_rating(rating: object) -> int:
 
 
 def _clean_comment(comment: object) -> str:
-    if comment is None:
-        return ""
-    if not isinstance(comment, str):
-        raise ServiceError("invalid_comment", "comment must be a string.")
-    if "\x00" in comment:  # PostgreSQL cannot store NUL in text; SQLite could, so refuse it on both
-        raise ServiceError("invalid_comment", "comment must not contain NUL characters (U+0000).")
-    comment = comment.strip()
-    if len(comment) > settings.CHAT_MAX_FEEDBACK_CHARS:
-        raise ServiceError(
-            "comment_too_long", f"comment is longer than {settings.CHAT_MAX_FEEDBACK_CHARS} characters.", 413
-        )
-    return comment
+    return clean_text(comment, "comment", settings.CHAT_MAX_FEEDBACK_CHARS, too_long_status=413)

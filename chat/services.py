@@ -334,6 +334,22 @@ def _clean_id(value: object, name: str) -> int | None:
     return value
 
 
+def clean_text(value: object, name: str, max_chars: int, *, too_long_status: int = 400) -> str:
+    """An optional text field (a comment, a system prompt): a string without NUL, trimmed, at
+    most `max_chars`; "" when absent. PostgreSQL cannot store NUL in text; SQLite could, so it
+    is refused on both."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ServiceError(f"invalid_{name}", f"{name} must be a string.")
+    if "\x00" in value:
+        raise ServiceError(f"invalid_{name}", f"{name} must not contain NUL characters (U+0000).")
+    value = value.strip()
+    if len(value) > max_chars:
+        raise ServiceError(f"{name}_too_long", f"{name} is longer than {max_chars} characters.", too_long_status)
+    return value
+
+
 def _clean_content(content: object) -> str:
     if content is None:
         raise ServiceError("content_required", "content is required.")
