@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from django.db.models import Prefetch, QuerySet
 
 from .models import Conversation, Feedback, Message
+from .serializers import feedback_brief
 
 BATCH = 200
 FORMATS = ("jsonl", "markdown")
@@ -54,7 +55,7 @@ def message_record(message: Message) -> dict:
         "status": message.status,
         "created_at": message.created_at.isoformat(),
         "stats": message.stats(),
-        "feedback": feedback_record(message),
+        "feedback": feedback_brief(message),
     }
     if message.status == Message.Status.ERROR or message.error_code:
         record["error"] = {
@@ -63,14 +64,6 @@ def message_record(message: Message) -> dict:
             "recoverable": message.error_recoverable,
         }
     return record
-
-
-def feedback_record(message: Message) -> dict | None:
-    try:
-        feedback = message.feedback
-    except Feedback.DoesNotExist:
-        return None
-    return {"rating": feedback.rating, "comment": feedback.comment}
 
 
 def jsonl(conversation: Conversation) -> str:
@@ -94,7 +87,7 @@ def markdown(conversation: Conversation) -> str:
             lines += [f"*{stats_line(stats)}*", ""]
         if message.error_code:
             lines += [f"**Error** `{message.error_code}`: {_one_line(message.error_message)}", ""]
-        if (feedback := feedback_record(message)) is not None:
+        if (feedback := feedback_brief(message)) is not None:
             thumb = "👍 up" if feedback["rating"] == Feedback.Rating.UP else "👎 down"
             comment = f": {_one_line(feedback['comment'])}" if feedback["comment"] else ""
             lines += [f"> Feedback: {thumb}{comment}", ""]

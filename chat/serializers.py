@@ -25,7 +25,7 @@ def message(m: Message) -> dict:
         "status": m.status,
         "created_at": m.created_at.isoformat(),
         "stats": m.stats(),
-        "feedback": _feedback_of(m),
+        "feedback": feedback_brief(m),
         "parent_id": m.parent_id,
     }
     if (version := getattr(m, "version", None)) is not None:  # set on a branch (selectors)
@@ -41,8 +41,9 @@ def feedback(f: Feedback) -> dict:
     return {"rating": f.rating, "comment": f.comment, "updated_at": f.updated_at.isoformat()}
 
 
-def _feedback_of(m: Message) -> dict | None:
-    """The owner's rating of an answer, or None (user messages, unrated answers)."""
+def feedback_brief(m: Message) -> dict | None:
+    """The owner's rating of an answer, or None (user messages, unrated answers): in the API and
+    in exports."""
     if m.role != Message.Role.ASSISTANT:
         return None
     # Read from select_related (selectors.conversation_messages): no query per message.
