@@ -8,12 +8,13 @@ stream (`remote`). Either way a response reads an in-memory log through `follow`
 """
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from django.conf import settings
 
-from . import sse
+from . import sse, tasks
 
 
 class Mirror(Protocol):
@@ -67,15 +68,23 @@ class MemoryEventLog:
         self._closed = True
         self._wake()
 
-    async def read(self, after: int, timeout: float) -> tuple[list[bytes], bool]:
-        """Frames after seq `after`, waiting up to `timeout` for one; and whether the log is closed."""
+    async def read(self, after: int, timeout: float | None = None) -> tuple[list[bytes], bool]:
+        """Frames after seq `after`, waiting for one (up to `timeout`, or until the next `nudge`);
+        and whether the log is closed. Nothing new and not closed means: time to ping."""
         if after >= len(self._frames) and not self._closed:
-            try:
-                async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
-                    await self._changed.wait()
-            except TimeoutError:
-                pass
+            if timeout is None:
+                await self._changed.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass
         return self._frames[after:], self._closed
+
+    def nudge(self) -> None:
+        """Wake the followers with nothing new: each sends a ping."""
+        self._wake()
 
     def _wake(self) -> None:
         # set() resolves every current waiter; clearing at once re-arms it for the next append.
@@ -91,9 +100,11 @@ async def follow(log: MemoryEventLog, after: int, done: Callable[[], tuple[int, 
     without one (its source was lost): the body just ends, and the client resumes elsewhere.
     """
     yield sse.encode_retry(settings.CHAT_RETRY_MS)
+    _pinged.add(log)
+    _ensure_pinger()
     seq = after
     while True:
-        frames, closed = await log.read(seq, settings.CHAT_PING_S)
+        frames, closed = await log.read(seq)
         if frames:
             seq += len(frames)
             yield b"".join(frames)
@@ -104,3 +115,28 @@ async def follow(log: MemoryEventLog, after: int, done: Callable[[], tuple[int, 
             return
         else:
             yield sse.PING
+
+
+# Pings: one timer for the process, not one per wait of every follower (a timer set and
+# cancelled per token per follower was a measurable share of relaying a token). Every
+# CHAT_PING_S each followed log is nudged, and its idle followers ping; a busy follower may
+# send a ping between two tokens too, which costs a comment line.
+_pinged: "weakref.WeakSet[MemoryEventLog]" = weakref.WeakSet()
+_pinger: asyncio.Task | None = None
+
+
+def _ensure_pinger() -> None:
+    global _pinger
+    loop = asyncio.get_running_loop()
+    if _pinger is None or _pinger.done() or _pinger.get_loop() is not loop:
+        _pinger = tasks.background(_ping_all(), name="pings")
+
+
+async def _ping_all() -> None:
+    while _pinged:
+        await asyncio.sleep(settings.CHAT_PING_S)
+        for log in list(_pinged):
+            if log.closed:
+                _pinged.discard(log)
+            else:
+                log.nudge()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import openai
 import orjson
 from django.conf import settings
+from openai._constants import RAW_RESPONSE_HEADER
 
 from . import metrics
 
@@ -73,8 +74,8 @@ def client() -> openai.AsyncOpenAI:
 
 
 def warm_up() -> None:
-    """Build the shared client and the SDK parts a streamed answer uses, without a request."""
-    _ = client().chat.completions.with_streaming_response
+    """Build the shared client (SSL context, lazy SDK modules) without a request."""
+    client()
 
 
 def reset_client() -> None:
@@ -131,33 +132,55 @@ async def _stream_once(messages: list[dict], *, model: str, max_tokens: int) -> 
     events instead of falling behind; a lone token still goes out at once.
     """
     try:
-        opened = client().chat.completions.with_streaming_response.create(
-            model=model, messages=messages, max_tokens=max_tokens, stream=True
+        # The SDK's generic post (auth, headers, timeouts, status errors) with a plain JSON body:
+        # chat.completions.create() first walks the whole prompt through its typed-dict
+        # transform, which cost more CPU than the rest of the request. The header asks for the
+        # response unread, as with_streaming_response does.
+        response = await client().post(
+            "/chat/completions",
+            cast_to=object,
+            body={"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True},
+            options={"headers": {RAW_RESPONSE_HEADER: "stream"}},
         )
-        response = await opened.__aenter__()
     except openai.APIError as exc:
         raise _translate(exc) from exc
     chunks = ChunkReader()
+    body = response.iter_bytes()
     try:
-        async for data in response.iter_bytes():
+        async for data in body:
             delta = chunks.feed(data)
             if delta.text or delta.finish_reason:
                 yield delta
             if chunks.failure is not None:
                 raise chunks.failure  # after the text that came before it in the same read
             if chunks.ended:
+                await _drain(body)
                 break
     except TIMEOUT_ERRORS as exc:
         raise _timed_out() from exc
     except REQUEST_ERRORS as exc:
         raise _disconnected() from exc
     finally:
-        # Closing the response closes the HTTP connection: the upstream stops generating.
-        await opened.__aexit__(None, None, None)
+        # Closing an unfinished response closes the HTTP connection: the upstream stops generating.
+        await response.close()
     if not chunks.finished:
         # Every OpenAI-compatible server ends an answer with a finish_reason. A body that just
         # stops (a close-delimited response cut off) is a broken connection, not an answer.
         raise _disconnected()
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read the few bytes after [DONE] (the body's end): a response read to its end leaves its
+    connection to the pool, and the next answer skips a new TCP (and TLS) handshake."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in body:
+                pass
+    except (TimeoutError, *TIMEOUT_ERRORS, *REQUEST_ERRORS):
+        pass  # the connection is closed instead: nothing lost
+
+
+DRAIN_S = 1.0
 
 
 class ChunkReader:

@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Count, Q
 from redis.exceptions import RedisError
 
 from . import backplane, generation, limits, recovery, redislog, remote, selectors, shutdown, sse, store, worker
@@ -134,13 +135,19 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
         raise _redis_unavailable() from exc
     try:
         try:
-            # Our heartbeat must be fresh before an answer carries our name (other workers check
-            # it), and an answer left streaming by a dead worker must not block this conversation.
+            # Our heartbeat must be fresh before an answer carries our name (other workers check it).
             await worker.ensure_started()
-            await recovery.sweep(conversation_id=conversation_id)
         except RedisError as exc:
             raise _redis_unavailable() from exc
-        planned = await sync_to_async(_begin)(user=user, conversation_id=conversation_id, plan=plan)
+        begin = sync_to_async(_begin)
+        try:
+            planned = await begin(user=user, conversation_id=conversation_id, plan=plan)
+        except ServiceError as refused:
+            # An answer left streaming by a dead worker must not block this conversation. Looked
+            # for only when it would matter: the common post pays no query and no Redis call for it.
+            if refused.code not in ("answer_in_progress", "too_many_answers") or not await _sweep(conversation_id):
+                raise
+            planned = await begin(user=user, conversation_id=conversation_id, plan=plan)
     except BaseException:
         await asyncio.shield(_refund(ticket))
         raise
@@ -150,10 +157,18 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
         user_message_id=planned.question_id,
         model=planned.answer.model,
         prompt=planned.prompt,
+        user_id=user.pk,
         **planned.resumed,
     )
     gen.start()
     return gen
+
+
+async def _sweep(conversation_id: int) -> int:
+    try:
+        return await recovery.sweep(conversation_id=conversation_id)
+    except RedisError as exc:
+        raise _redis_unavailable() from exc
 
 
 @dataclass
@@ -201,14 +216,21 @@ def _redis_unavailable() -> ServiceError:
 def _begin(*, user: AbstractBaseUser, conversation_id: int, plan: Callable) -> _Planned:
     # Lock the user's row, then the conversation's, so that two starts (on any workers) cannot
     # both see room for one more answer (on PostgreSQL; SQLite's IMMEDIATE transactions
-    # serialise writers already).
-    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    # serialise writers already, and it has no row locks to take).
+    if connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     conversation = selectors.conversation_get(user=user, id=conversation_id, for_update=True)
-    if conversation.messages.streaming().exists():
+    # One query for both checks: the user's streaming answers, and those of this conversation.
+    streaming = (
+        Message.objects.owned_by(user)
+        .streaming()
+        .aggregate(mine=Count("pk"), here=Count("pk", filter=Q(conversation_id=conversation.pk)))
+    )
+    if streaming["here"]:
         raise ServiceError(
             "answer_in_progress", "An answer is still streaming in this conversation; stop it first.", 409
         )
-    if Message.objects.owned_by(user).streaming().count() >= settings.CHAT_USER_CONCURRENCY:
+    if streaming["mine"] >= settings.CHAT_USER_CONCURRENCY:
         raise ServiceError(
             "too_many_answers",
             f"You have {settings.CHAT_USER_CONCURRENCY} answers streaming already; wait for one to finish.",
@@ -373,14 +395,33 @@ def _title_from(content: str, limit: int = 60) -> str:
 
 async def answer_stop(*, user: AbstractBaseUser, message_id: int) -> str:
     """Stop an answer (idempotent), wherever it runs, and return its status once it is stored."""
+    if (gen := _own_running(user, message_id)) is not None:
+        return await _stop_here(gen, wait=True)
     message = await _answer_get(user=user, message_id=message_id)
     return await _stop(message, wait=True)
+
+
+def _own_running(user: AbstractBaseUser, message_id: object) -> Generation | None:
+    """The user's own answer running in this process: it is stopped straight away, without
+    waiting on the database (under load, a read waits its turn for a sync thread)."""
+    gen = generation.running(message_id) if isinstance(message_id, int) else None
+    return gen if gen is not None and gen.user_id == user.pk else None
+
+
+async def _stop_here(gen: Generation, *, wait: bool, status: str = Message.Status.CANCELLED) -> str:
+    gen.stop(status)
+    if wait:
+        await gen.wait(timeout=5)
+    return gen.status
 
 
 async def answer_cancel(*, user: AbstractBaseUser, conversation_id: int, message_id: object) -> None:
     """Stop an answer of this conversation (the WebSocket's cancel); its end is announced, not awaited."""
     if isinstance(message_id, bool) or not isinstance(message_id, int):
         raise ServiceError("invalid_message_id", "message_id must be an integer.")
+    if (gen := _own_running(user, message_id)) is not None and gen.conversation_id == conversation_id:
+        await _stop_here(gen, wait=False)
+        return
     message = await Message.objects.owned_by(user).filter(pk=message_id, conversation_id=conversation_id).afirst()
     if message is None or message.role != Message.Role.ASSISTANT:
         raise ServiceError("not_found", f"No answer {message_id} in this conversation.", 404)
@@ -389,10 +430,7 @@ async def answer_cancel(*, user: AbstractBaseUser, conversation_id: int, message
 
 async def _stop(message: Message, *, wait: bool, status: str = Message.Status.CANCELLED) -> str:
     if gen := generation.running(message.pk):
-        gen.stop(status)
-        if wait:
-            await gen.wait(timeout=5)
-        return gen.status
+        return await _stop_here(gen, wait=wait, status=status)
     if message.status != Message.Status.STREAMING:
         return message.status
     if message.worker == WORKER_ID or not await backplane.worker_alive(message.worker):

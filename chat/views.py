@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import OperationalError, connections
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -46,7 +47,8 @@ def api(*methods: str) -> Callable:
             if request.method not in methods:
                 return method_not_allowed(request, methods)
             try:
-                request.user = await request.auser()
+                # The session and the user in one thread hop (request.auser() takes one each).
+                request.user = await sync_to_async(auth_middleware.get_user)(request)
                 if not request.user.is_authenticated:
                     return error_response("not_authenticated", "Log in first.", 401)
                 response = await view(request, *args, **kwargs)
@@ -58,11 +60,8 @@ def api(*methods: str) -> Callable:
                 return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503, 5)
             except OperationalError:  # the database is down, or every pooled connection stayed busy
                 return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
-            if response.streaming:
-                # This request's sync thread would hold its database connection until the stream
-                # ends (request_finished): N streams, N idle connections, and PostgreSQL refuses
-                # the next client. The stream needs none, so it goes back now.
-                await sync_to_async(connections.close_all)()
+            # A stream holds no database connection of its own while it runs: connections belong
+            # to the few sync threads (chat/syncthreads.py), not to requests.
             return response
 
         return wrapper

@@ -2,10 +2,16 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does, before its handler is made
+
+from chat.handler import PinnedASGIHandler  # noqa: E402
+
+# Django's handler, each request's sync work on one of a few long-lived threads, and Django's
+# middleware hooks on the event loop.
+django_asgi_app = PinnedASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 
 # No GZipMiddleware: it must never touch text/event-stream.
 MIDDLEWARE = [
+    # Under daphne, Django's own below run their hooks on the event loop, not a thread hop each
+    # (chat/handler.py, chat/middleware.py).
     "django.middleware.security.SecurityMiddleware",
     # servestatic: WhiteNoise's maintained fork with an async middleware. WhiteNoise's is
     # sync-only, which pushes every request (streams too) through a thread under ASGI.
@@ -117,10 +119,17 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Requests' sync work (ORM, sessions) runs on this many long-lived threads per process
+# (chat/handler.py); each keeps its database connection.
+CHAT_SYNC_THREADS = env_int("CHAT_SYNC_THREADS", 4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     INSTALLED_APPS.append("django.contrib.postgres")  # full-text search of conversations
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    # A SQLite connection is a file handle, and opening one costs more than most queries (Django's
+    # SQL functions, the PRAGMAs, the schema): each sync thread keeps its own.
+    if "DATABASE_CONN_MAX_AGE" not in os.environ:
+        DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 10) > 0:
     # Each worker borrows from its own pool of at most DATABASE_POOL_SIZE connections (psycopg's,
     # through Django): every concurrent request runs its ORM work in a thread of its own, so without
@@ -240,6 +249,9 @@ CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024)
 CHAT_DETACH_GRACE_S = env_float("CHAT_DETACH_GRACE_S", 5.0)
 CHAT_CHECKPOINT_S = env_float("CHAT_CHECKPOINT_S", 1.0)
 CHAT_PING_S = env_float("CHAT_PING_S", 15.0)
+# Once an answer's text flows, its upstream is read at most once per tick, and what arrived
+# meanwhile goes out as one `token` event (chat/generation.py). 0 reads every chunk at once.
+CHAT_STREAM_TICK_MS = env_int("CHAT_STREAM_TICK_MS", 40)
 CHAT_RETRY_MS = env_int("CHAT_RETRY_MS", 2000)
 CHAT_UPSTREAM_CONNECT_TIMEOUT_S = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_S", 10.0)
 # Longest wait for the upstream's first bytes, and for any one read (a big prompt on a CPU is slow).
