@@ -314,9 +314,12 @@ def start_targets(stack: ExitStack, args: argparse.Namespace, upstream: Upstream
     starters = {
         "reference": relay_targets.reference_relay,
         "chatsite": relay_targets.chatsite_single,
+        "uvicorn": relay_targets.chatsite_uvicorn,
         "cluster": relay_targets.chatsite_cluster,
     }
     targets, skipped = [upstream.target()] if "direct" in args.targets else [], {}
+    if {"chatsite", "uvicorn", "cluster"} & set(args.targets):
+        relay_targets.collect_static()
     for key in args.targets:
         if key in starters:
             try:
@@ -383,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     parser.add_argument("--quick", action="store_true", help="fewer points: levels 1,100; capacity 100,200; 30 stops")
-    parser.add_argument("--targets", default="direct,reference,chatsite,cluster", type=lambda s: s.split(","))
+    parser.add_argument("--targets", default="direct,reference,chatsite,uvicorn,cluster", type=lambda s: s.split(","))
     parser.add_argument("--levels", type=ints, default=[1, 100, 300], help="concurrent streams for the table")
     parser.add_argument("--capacity", type=ints, default=[100, 200, 300, 400, 600], help="'' to skip the search")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which a level's streams start")

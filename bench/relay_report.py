@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("direct", "reference", "chatsite", "cluster")
+COLUMNS = ("direct", "reference", "chatsite", "uvicorn", "cluster")
 HEADINGS = {
     "direct": "direct upstream",
     "reference": "reference relay",
     "chatsite": "chatsite 1 process",
+    "uvicorn": "chatsite on uvicorn",
     "cluster": "chatsite 2 workers",
 }
 CPU_LEVEL, RSS_LEVEL, LOAD_LEVEL = "100", "300", "300"  # where each target of the issue is read

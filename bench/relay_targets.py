@@ -12,6 +12,7 @@ Server CPU and memory come from /proc, summed over a target's processes (nginx's
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import urllib.parse
@@ -167,7 +168,38 @@ class Upstream:
 
 
 def chat_env(upstream: Upstream) -> dict[str, str]:
-    return {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-bench", "CHAT_MODEL": MODEL}
+    # Production settings: DEBUG keeps every query in memory and serves static files from the
+    # source folders, which no deployment does.
+    return {
+        "OPENAI_BASE_URL": upstream.base_url,
+        "OPENAI_API_KEY": "sk-bench",
+        "CHAT_MODEL": MODEL,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": _SECRET_KEY,
+        # One bench user stands for hundreds of people: no per-user limits, and room for the
+        # capacity search's 600 streams in one process.
+        "CHAT_USER_RATE_PER_MIN": "0",
+        "CHAT_USER_CONCURRENCY": "100000",
+        "CHAT_MAX_STREAMS": "2000",
+    }
+
+
+_SECRET_KEY = secrets.token_urlsafe(50)
+
+
+def collect_static() -> None:
+    """Without DEBUG the login page needs the collected, hashed static files, as in production."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": _SECRET_KEY,
+        },
+        check=True,
+    )
 
 
 @contextmanager
@@ -178,7 +210,20 @@ def reference_relay(upstream: Upstream, workdir: Path) -> Iterator[Target]:
     log = workdir / "uvicorn.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.reference_relay:app", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *(
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "bench.reference_relay:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ),
+                # As before uvloop and httptools were installed for the uvicorn column: plain asyncio and h11.
+                *("--loop", "asyncio", "--http", "h11"),
+            ],
             cwd=ROOT,
             env={**os.environ, **chat_env(upstream)},
             stdout=out,
@@ -201,6 +246,24 @@ def chatsite_single(upstream: Upstream, workdir: Path) -> Iterator[Target]:
         yield Target(
             "chatsite",
             "chatsite 1 process",
+            app.port,
+            "chatsite",
+            "post",
+            pids=lambda: [app.proc.pid],
+            headers=session_headers(app.base_url),
+        )
+
+
+@contextmanager
+def chatsite_uvicorn(upstream: Upstream, workdir: Path) -> Iterator[Target]:
+    """The same app and settings as chatsite_single, served by uvicorn (uvloop, httptools) instead of daphne."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    with LiveApp(workdir, chat_env(upstream), command=[*command, "--host", "127.0.0.1", "--port"]) as app:
+        app.create_user(USER, PASSWORD)
+        yield Target(
+            "uvicorn",
+            "chatsite on uvicorn",
             app.port,
             "chatsite",
             "post",

@@ -67,8 +67,10 @@ def sse_lines(response: httpx.Response) -> Iterator[str]:
 class LiveApp:
     """One daphne process on a free port with its own database and settings."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, migrate: bool = True):
+    def __init__(self, workdir: Path, env: dict[str, str], *, migrate: bool = True, command: list[str] | None = None):
         self.workdir = workdir
+        # Another ASGI server's command line, ending where the port goes (bench/relay_targets.py).
+        self.command = command
         self.migrate = migrate  # False when someone else migrates the shared database (tests/cluster.py)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -118,7 +120,9 @@ class LiveApp:
             self._log.close()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            cluster.worker_command(self.port),
+            [*self.command, str(self.port), "chatsite.asgi:application"]
+            if self.command
+            else cluster.worker_command(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
