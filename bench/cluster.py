@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -30,11 +31,22 @@ from websockets.sync.client import connect as ws_connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")  # the harness hashes passwords
 
+from bench.relay_targets import collect_static
 from tests.cluster import Cluster
 from tests.live import PASSWORD, EventStream, LiveApp, iter_sse, read_all
 from tests.upstream import Script, ScriptedUpstream
 
-ENV = {"CHAT_MODEL": "bench-model", "CHAT_HEARTBEAT_S": "1.5", "CHAT_WORKER_TTL_S": "6"}
+ENV = {
+    "CHAT_MODEL": "bench-model",
+    "CHAT_HEARTBEAT_S": "1.5",
+    "CHAT_WORKER_TTL_S": "6",
+    # Production settings, and no per-user limits for the one bench user (as bench/relay.py).
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "CHAT_USER_RATE_PER_MIN": "0",
+    "CHAT_USER_CONCURRENCY": "100000",
+    "CHAT_MAX_STREAMS": "2000",
+}
 
 
 class Lines(list):
@@ -187,6 +199,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0)
     args = parser.parse_args()
+    collect_static()  # without DEBUG the login page needs the collected files
     upstream = ScriptedUpstream().start()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     lines = Lines()

@@ -240,7 +240,6 @@ class Generation:
 
     async def _pump_upstream(self) -> None:
         deltas = llm.stream_chat(self.prompt, model=self.model, max_tokens=settings.CHAT_MAX_TOKENS)
-        tick = settings.CHAT_STREAM_TICK_MS / 1000
         async with aclosing(deltas):  # whatever ends the loop, the upstream connection closes now
             async for delta in deltas:
                 if delta.text:
@@ -253,12 +252,6 @@ class Generation:
                     self._last_token = metrics.token(self._started, self._last_token, delta.count)
                 if delta.finish_reason:
                     self.finish_reason = delta.finish_reason
-                elif tick and delta.text:
-                    # Once text flows, read the upstream at most once a tick: tokens that arrive
-                    # meanwhile wait in the socket and go out together as one event (one read,
-                    # one parse, one append, one write per follower, instead of one each). The
-                    # first token is never held. A Stop cancels this sleep like any other wait.
-                    await asyncio.sleep(tick)
 
     def checkpoint_due(self) -> "store.Checkpoint | None":
         """The text so far, if it grew since the last stored checkpoint."""

@@ -249,9 +249,6 @@ CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024)
 CHAT_DETACH_GRACE_S = env_float("CHAT_DETACH_GRACE_S", 5.0)
 CHAT_CHECKPOINT_S = env_float("CHAT_CHECKPOINT_S", 1.0)
 CHAT_PING_S = env_float("CHAT_PING_S", 15.0)
-# Once an answer's text flows, its upstream is read at most once per tick, and what arrived
-# meanwhile goes out as one `token` event (chat/generation.py). 0 reads every chunk at once.
-CHAT_STREAM_TICK_MS = env_int("CHAT_STREAM_TICK_MS", 40)
 CHAT_RETRY_MS = env_int("CHAT_RETRY_MS", 2000)
 CHAT_UPSTREAM_CONNECT_TIMEOUT_S = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_S", 10.0)
 # Longest wait for the upstream's first bytes, and for any one read (a big prompt on a CPU is slow).
