@@ -127,9 +127,7 @@ _pinger: asyncio.Task | None = None
 
 def _ensure_pinger() -> None:
     global _pinger
-    loop = asyncio.get_running_loop()
-    if _pinger is None or _pinger.done() or _pinger.get_loop() is not loop:
-        _pinger = tasks.background(_ping_all(), name="pings")
+    _pinger = tasks.ensure(_pinger, _ping_all, "pings")
 
 
 async def _ping_all() -> None:

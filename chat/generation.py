@@ -326,9 +326,7 @@ _checkpointer: asyncio.Task | None = None
 
 def _ensure_checkpointer() -> None:
     global _checkpointer
-    loop = asyncio.get_running_loop()
-    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not loop:
-        _checkpointer = tasks.background(_checkpoint_all(), name="checkpoints")
+    _checkpointer = tasks.ensure(_checkpointer, _checkpoint_all, "checkpoints")
 
 
 async def _checkpoint_all() -> None:

@@ -47,15 +47,19 @@ async def call(app, scope: dict, body: bytes = b"") -> tuple[int, dict, bytes]:
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, content
 
 
+async def session_cookie(user) -> str:
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
 def hops() -> int:
     return sum(lane.submitted for lane in chat_handler.lanes())
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_json_requests_take_a_few_thread_hops_on_long_lived_threads(user):
-    client = AsyncClient()
-    await client.aforce_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    cookie = await session_cookie(user)
     app = chat_handler.PinnedASGIHandler()
 
     for _ in range(len(chat_handler.lanes())):  # each lane's thread starts on its first call
@@ -80,9 +84,7 @@ async def test_json_requests_take_a_few_thread_hops_on_long_lived_threads(user):
 
 @pytest.mark.django_db(transaction=True)
 async def test_csrf_is_still_enforced_by_the_middleware_on_the_loop(user):
-    client = AsyncClient()
-    await client.aforce_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    cookie = await session_cookie(user)
     app = chat_handler.PinnedASGIHandler()
     json_type = ((b"content-type", b"application/json"),)
 
