@@ -102,12 +102,12 @@ class Bench:
         self.idle_rss: dict[str, int] = {}
         self.direct: Target = upstream.target()
 
-    def job(self, target: Target, streams: list[dict], timeout: float = 90) -> dict:
+    def job(self, target: Target, streams: list[dict], timeout: float = 90, stop_by: str | None = None) -> dict:
         return {
             "host": target.host,
             "port": target.port,
             "dialect": target.dialect,
-            "stop": target.stop_by,
+            "stop": stop_by or target.stop_by,
             "headers": target.headers,
             "timeout": timeout,
             "streams": streams,
@@ -241,10 +241,11 @@ class Bench:
                 return n
         return 0
 
-    def stops(self, target: Target) -> dict:
-        """Stop -> upstream closed, for --stops stops spread out while --stop-load streams keep running."""
+    def stops(self, target: Target, stop_by: str | None = None) -> dict:
+        """Stop -> upstream closed, for --stops stops spread out while --stop-load streams keep running.
+        `stop_by` "ws": chatsite's Stop as the page sends it, a cancel frame on the conversation's WebSocket."""
         self.upstream.clear()
-        outs, _ = self.clients.run([self.job(target, self.stop_specs(target))])
+        outs, _ = self.clients.run([self.job(target, self.stop_specs(target), stop_by=stop_by)])
         time.sleep(1.0)  # a close not seen by now counts as never
         results = [r for out in outs for r in out["streams"]]
         closed = {row["content"].split()[-1]: row["closed_at"] for row in self.upstream.records(f"stop-{target.key}-")}
@@ -280,7 +281,7 @@ class Bench:
             if r["stop_sent"] and (closed.get(r["tag"]) or 0) >= r["stop_sent"] and r["error"] != relay_client.GAVE_UP
         ]
         ended = [r for r in stopped if r["status"]]
-        expected_status = "cancelled" if target.stop_by == "post" else "closed"
+        expected_status = "closed" if target.stop_by == "close" else "cancelled"
         return {
             "stops": len(stopped),
             "upstream_closed": len(latencies),
@@ -339,13 +340,17 @@ def measure_all(bench: Bench, targets: list[Target], args: argparse.Namespace) -
         for target in targets:
             bench.level(target, n)
     capacity = {t.key: bench.capacity(t) for t in targets} if args.capacity else {}
-    stops = {}
+    stops, stops_ws = {}, {}
     if args.stops:
         for target in targets:
             stops[target.key] = bench.stops(target)
             ms = stops[target.key]["ms"]
             log(f"{target.label}: stop -> upstream closed p50 {fmt(pct(ms, 0.5), 1)} p99 {fmt(pct(ms, 0.99), 1)} ms")
-    return {"capacity": capacity, "stops": stops}
+            if target.stores:  # and as the page stops: over the WebSocket, HTTP being its fallback
+                stops_ws[target.key] = bench.stops(target, stop_by="ws")
+                ms = stops_ws[target.key]["ms"]
+                log(f"{target.label}: over the WebSocket p50 {fmt(pct(ms, 0.5), 1)} p99 {fmt(pct(ms, 0.99), 1)} ms")
+    return {"capacity": capacity, "stops": stops, "stops_ws": stops_ws}
 
 
 def embedded_model(args: argparse.Namespace) -> dict | None:
@@ -438,17 +443,22 @@ def compact(bench: Bench, target: Target, n: int) -> dict:
 def results(bench: Bench, targets: list[Target], extra: dict) -> dict:
     out = {}
     for target in targets:
-        stops = extra["stops"].get(target.key)
-        if stops:
-            ms = stops.pop("ms")
-            stops.update(p50_ms=pct(ms, 0.5), p99_ms=pct(ms, 0.99), max_ms=max(ms, default=None))
+        stops, stops_ws = (with_percentiles(extra[k].get(target.key)) for k in ("stops", "stops_ws"))
         out[target.key] = {
             "label": target.label,
             "levels": {str(n): compact(bench, target, n) for (key, n) in sorted(bench.levels) if key == target.key},
             "capacity": extra["capacity"].get(target.key),
             "stops": stops,
+            "stops_ws": stops_ws,
         }
     return {"targets": out}
+
+
+def with_percentiles(stops: dict | None) -> dict | None:
+    if stops:
+        ms = stops.pop("ms")
+        stops.update(p50_ms=pct(ms, 0.5), p99_ms=pct(ms, 0.99), max_ms=max(ms, default=None))
+    return stops
 
 
 PERCENTILES = (("p50", 0.5), ("p99", 0.99))

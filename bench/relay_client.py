@@ -11,12 +11,14 @@ one JSON result a line on stdout. Several workers share a start time by `time.mo
 Linux is one clock for every process, so streams started by two workers interleave as planned and
 the upstream's close times (also `time.monotonic()`) compare with the client's cancel times.
 
-A job: {"host", "port", "dialect": "openai"|"text"|"chatsite", "stop": "close"|"post", "headers": str,
+A job: {"host", "port", "dialect": "openai"|"text"|"chatsite", "stop": "close"|"post"|"ws", "headers": str,
 "timeout": s, "streams": [{"path", "body", "start_at", "stop_after"?, "repeat_until"?, "tag"?, "conv"?}]}.
 """
 
 import asyncio
+import base64
 import json
+import os
 import sys
 import time
 
@@ -70,6 +72,35 @@ async def fetch(
     return status, dechunk(bytearray(rest))[0] if chunked else rest
 
 
+# --- a WebSocket, just enough to send a frame (the page's Stop) --------------------------------
+
+
+async def ws_open(host: str, port: int, path: str, headers: str) -> asyncio.StreamWriter:
+    """A WebSocket upgraded and ready to send; what the server sends on it is never read."""
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n{headers}\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if b" 101 " not in status:
+        writer.close()
+        raise ConnectionError(f"websocket refused: {status.decode(errors='replace')}")
+    return writer
+
+
+def ws_text_frame(text: str) -> bytes:
+    """One masked text frame (a client must mask what it sends)."""
+    payload, mask = text.encode(), os.urandom(4)
+    n = len(payload)
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return bytes([0x81]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 # --- one stream -------------------------------------------------------------------------------
 
 
@@ -99,6 +130,7 @@ class Stream(asyncio.Protocol):
         }
         self.parts: list[str] = []
         self.last = 0.0
+        self.ws: asyncio.StreamWriter | None = None  # the conversation's WebSocket, for a Stop sent over it
         self.timer = asyncio.get_running_loop().call_later(job.get("timeout", 60), self.finish, None, "timeout")
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -153,10 +185,16 @@ class Stream(asyncio.Protocol):
             self.stop()
 
     def stop(self) -> None:
-        """What a user's Stop does: hang up (a plain relay), or the app's cancel call (chatsite)."""
+        """What a user's Stop does: hang up (a plain relay), the app's cancel call, or (the page's
+        way) a cancel frame on the conversation's WebSocket (chatsite)."""
         self.result["stop_sent"] = time.monotonic()
         if self.job["stop"] == "close":
             self.finish("closed")
+        elif self.job["stop"] == "ws":
+            frame = {"type": "cancel", "message_id": self.result["message_id"]}
+            self.ws.write(ws_text_frame(json.dumps(frame)))
+            self.timer.cancel()
+            self.timer = asyncio.get_running_loop().call_later(STOP_GIVE_UP_S, self.finish, None, GAVE_UP)
         else:
             path = f"/api/messages/{self.result['message_id']}/cancel/"
             call = asyncio.ensure_future(fetch(self.job["host"], self.job["port"], "POST", path, self.job["headers"]))
@@ -183,6 +221,8 @@ class Stream(asyncio.Protocol):
         self.result.update(end=time.monotonic(), status=status, error=error, text="".join(self.parts))
         if self.transport is not None:
             self.transport.close()
+        if self.ws is not None:
+            self.ws.close()
         self.done.set_result(self.result)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -230,8 +270,10 @@ async def one(job: dict, spec: dict) -> dict:
     loop = asyncio.get_running_loop()
     stream = Stream(job, spec, started)
     try:
+        if job["stop"] == "ws" and spec.get("stop_after"):  # a page has its WebSocket open already
+            stream.ws = await ws_open(job["host"], job["port"], f"/ws/conversations/{spec['conv']}/", job["headers"])
         await loop.create_connection(lambda: stream, job["host"], job["port"])
-    except OSError as exc:
+    except (OSError, asyncio.IncompleteReadError) as exc:
         stream.finish(None, f"connect: {exc.__class__.__name__}")
     return await stream.done
 
