@@ -68,18 +68,11 @@ class MemoryEventLog:
         self._closed = True
         self._wake()
 
-    async def read(self, after: int, timeout: float | None = None) -> tuple[list[bytes], bool]:
-        """Frames after seq `after`, waiting for one (up to `timeout`, or until the next `nudge`);
-        and whether the log is closed. Nothing new and not closed means: time to ping."""
+    async def read(self, after: int) -> tuple[list[bytes], bool]:
+        """Frames after seq `after`, waiting for one or for the next `nudge`; and whether the log
+        is closed. Nothing new and not closed means: time to ping."""
         if after >= len(self._frames) and not self._closed:
-            if timeout is None:
-                await self._changed.wait()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._changed.wait()
-                except TimeoutError:
-                    pass
+            await self._changed.wait()
         return self._frames[after:], self._closed
 
     def nudge(self) -> None:

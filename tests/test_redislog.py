@@ -45,7 +45,7 @@ async def test_a_ticks_appends_go_to_redis_as_one_pipeline_with_the_sse_ids(redi
     assert writes == [50]
     stored = entries(redis_url, 7)
     assert [e for e, _ in stored] == [f"0-{i}".encode() for i in range(1, 51)]
-    frames, _ = await log.read(0, 0)
+    frames, _ = await log.read(0)
     assert [fields[b"f"] for _, fields in stored] == frames  # the very bytes the local followers get
 
 
