@@ -240,30 +240,29 @@ def reference_relay(upstream: Upstream, workdir: Path) -> Iterator[Target]:
 @contextmanager
 def chatsite_single(upstream: Upstream, workdir: Path) -> Iterator[Target]:
     """One daphne process, SQLite, in-memory channel layer: the default `make run` topology."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with LiveApp(workdir, chat_env(upstream)) as app:
-        app.create_user(USER, PASSWORD)
-        yield Target(
-            "chatsite",
-            "chatsite 1 process",
-            app.port,
-            "chatsite",
-            "post",
-            pids=lambda: [app.proc.pid],
-            headers=session_headers(app.base_url),
-        )
+    with _chatsite_one(upstream, workdir, "chatsite", "chatsite 1 process") as target:
+        yield target
 
 
 @contextmanager
 def chatsite_uvicorn(upstream: Upstream, workdir: Path) -> Iterator[Target]:
     """The same app and settings as chatsite_single, served by uvicorn (uvloop, httptools) instead of daphne."""
-    workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
-    with LiveApp(workdir, chat_env(upstream), command=[*command, "--host", "127.0.0.1", "--port"]) as app:
+    command += ["--host", "127.0.0.1", "--port"]
+    with _chatsite_one(upstream, workdir, "uvicorn", "chatsite on uvicorn", command) as target:
+        yield target
+
+
+@contextmanager
+def _chatsite_one(
+    upstream: Upstream, workdir: Path, key: str, label: str, command: list[str] | None = None
+) -> Iterator[Target]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with LiveApp(workdir, chat_env(upstream), command=command) as app:
         app.create_user(USER, PASSWORD)
         yield Target(
-            "uvicorn",
-            "chatsite on uvicorn",
+            key,
+            label,
             app.port,
             "chatsite",
             "post",
