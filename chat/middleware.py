@@ -2,8 +2,8 @@
 
 Under ASGI Django runs each hook of a sync middleware (a MiddlewareMixin: security, sessions,
 common, CSRF, auth, messages, framing) through sync_to_async: about thirteen thread hops per
-request. Each costs a thread switch and, while the loop is busy streaming, a wait of up to the
-GIL's switch interval; measured, they were most of a post's time to first token under load.
+request. Each costs a thread switch (about 0.19 ms of CPU, measured) and, while the loop is busy
+streaming, a wait of up to the GIL's switch interval.
 Those hooks only read headers and cookies and set attributes, so `on_loop` runs them inline
 (chat/handler.py loads these in place of Django's; settings.MIDDLEWARE keeps Django's paths).
 The two that may write (a modified session, messages to store) take a thread only then. Should

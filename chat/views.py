@@ -61,7 +61,7 @@ def api(*methods: str) -> Callable:
             except OperationalError:  # the database is down, or every pooled connection stayed busy
                 return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
             # A stream holds no database connection of its own while it runs: connections belong
-            # to the few sync threads (chat/syncthreads.py), not to requests.
+            # to the few sync threads (chat/handler.py), not to requests.
             return response
 
         return wrapper

@@ -70,8 +70,8 @@ INSTALLED_APPS = [
 
 # No GZipMiddleware: it must never touch text/event-stream.
 MIDDLEWARE = [
-    # Under daphne, Django's own below run their hooks on the event loop, not a thread hop each
-    # (chat/handler.py, chat/middleware.py).
+    # Served through chatsite.asgi, Django's own below run their hooks on the event loop, not a
+    # thread hop each (chat/handler.py, chat/middleware.py).
     "django.middleware.security.SecurityMiddleware",
     # servestatic: WhiteNoise's maintained fork with an async middleware. WhiteNoise's is
     # sync-only, which pushes every request (streams too) through a thread under ASGI.
@@ -132,10 +132,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 10) > 0:
     # Each worker borrows from its own pool of at most DATABASE_POOL_SIZE connections (psycopg's,
-    # through Django): every concurrent request runs its ORM work in a thread of its own, so without
-    # a bound a burst of requests on a few workers opens more connections than PostgreSQL allows
-    # (100 by default) and the rest fail. With it they wait their turn, at most
-    # DATABASE_POOL_TIMEOUT_S, then get a 503. Pooling replaces CONN_MAX_AGE (Django allows one).
+    # through Django): its CHAT_SYNC_THREADS request threads, the thread that stores answers and
+    # the WebSocket consumers' ORM calls each hold one while they work. Without a bound several
+    # workers can open more connections than PostgreSQL allows (100 by default); with it they
+    # wait their turn, at most DATABASE_POOL_TIMEOUT_S, then get a 503. Pooling replaces
+    # CONN_MAX_AGE (Django allows one).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
