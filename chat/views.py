@@ -2,6 +2,7 @@
 
 import functools
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -20,6 +21,8 @@ from redis.exceptions import RedisError
 from . import conversations as conversation_services
 from . import feedback, selectors, serializers, services, sse
 from .services import ServiceError
+
+logger = logging.getLogger(__name__)
 
 
 def error_response(code: str, message: str, status: int, retry_after: float | None = None) -> JsonResponse:
@@ -60,6 +63,9 @@ def api(*methods: str) -> Callable:
                 return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503, 5)
             except OperationalError:  # the database is down, or every pooled connection stayed busy
                 return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
+            except DatabaseError:  # it refused a write (a constraint, a trigger): nothing was stored
+                logger.exception("%s %s: the database refused it", request.method, request.path)
+                return error_response("internal_error", "The server could not store this; nothing was saved.", 500)
             # A stream holds no database connection of its own while it runs: connections belong
             # to the few sync threads (chat/handler.py), not to requests.
             return response
