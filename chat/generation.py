@@ -53,6 +53,7 @@ class Generation:
     earlier: list[bytes] | None = None
     resume: tuple[int, int] | None = None
     earlier_ms: int = 0  # the earlier runs' duration
+    upstream: llm.EarlyStream | None = None  # the request, if the start sent it already (services)
 
     parts: list[str] = field(default_factory=list)  # the text of each token event
     tokens: int = 0  # upstream chunks: an event may hold several that arrived together
@@ -81,7 +82,8 @@ class Generation:
     def start(self) -> None:
         """Run the generation as a task of its own; the caller follows it separately."""
         _running[self.message_id] = self
-        self._started = time.monotonic()
+        # Time to first token counts from the request upstream, when it went before the answer was stored.
+        self._started = self.upstream.started if self.upstream is not None else time.monotonic()
         if self.earlier is not None:  # Continue: the same answer, its ids going on
             self.log.restore(self.earlier)
         else:
@@ -225,7 +227,9 @@ class Generation:
             self._ended.set()
 
     async def _generate(self) -> Ending:
-        if self._stop_status is not None:  # stopped before it began: ask the upstream nothing
+        if self._stop_status is not None:  # stopped before it began: ask the upstream nothing more
+            if self.upstream is not None:
+                await self.upstream.aclose()
             return Ending(self._stop_status, self._stop_error)
         self._pump = asyncio.create_task(self._pump_upstream())
         await asyncio.wait({self._pump})
@@ -239,7 +243,7 @@ class Generation:
         return Ending(Status.COMPLETE)
 
     async def _pump_upstream(self) -> None:
-        deltas = llm.stream_chat(self.prompt, model=self.model, max_tokens=settings.CHAT_MAX_TOKENS)
+        deltas = self.upstream or llm.stream_chat(self.prompt, model=self.model, max_tokens=settings.CHAT_MAX_TOKENS)
         async with aclosing(deltas):  # whatever ends the loop, the upstream connection closes now
             async for delta in deltas:
                 if delta.text:

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from redis.exceptions import RedisError
 
-from . import backplane, generation, limits, recovery, redislog, remote, selectors, shutdown, sse, store, worker
+from . import backplane, generation, limits, llm, recovery, redislog, remote, selectors, shutdown, sse, store, worker
 from .backplane import WORKER_ID
 from .generation import Generation
 from .models import Conversation, Message
@@ -120,6 +120,8 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
 
     Every refusal (limits, an answer already streaming, a plan that does not apply) comes before
     anything is stored, and a refused start does not count against the user's messages a minute.
+    Once the checks pass, the plan sends the request upstream before it stores the question and
+    the answer: the model reads the prompt meanwhile.
     """
     _check_capacity()
     try:
@@ -133,6 +135,7 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
         ) from None
     except RedisError as exc:
         raise _redis_unavailable() from exc
+    upstream = _Upstream()
     try:
         try:
             # Our heartbeat must be fresh before an answer carries our name (other workers check it).
@@ -140,6 +143,7 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
         except RedisError as exc:
             raise _redis_unavailable() from exc
         begin = sync_to_async(_begin)
+        plan = functools.partial(plan, send=upstream.send)
         try:
             planned = await begin(user=user, conversation_id=conversation_id, plan=plan)
         except ServiceError as refused:
@@ -149,7 +153,7 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
                 raise
             planned = await begin(user=user, conversation_id=conversation_id, plan=plan)
     except BaseException:
-        await asyncio.shield(_refund(ticket))
+        await asyncio.shield(_give_back(ticket, upstream))
         raise
     gen = Generation(
         message_id=planned.answer.pk,
@@ -158,6 +162,7 @@ async def _start(*, user: AbstractBaseUser, conversation_id: int, plan: Callable
         model=planned.answer.model,
         prompt=planned.prompt,
         user_id=user.pk,
+        upstream=upstream.stream,
         **planned.resumed,
     )
     gen.start()
@@ -197,6 +202,36 @@ def _check_capacity() -> None:
 
 # What a refused post is told to wait: an answer takes seconds, and busy workers are many.
 RETRY_BUSY_S = 5
+
+
+class _Upstream:
+    """The request a start sends from inside its transaction, once its checks have passed: the
+    model reads the prompt while the question and the answer are stored."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._abandoned = False
+        # Set before begin() returns: call_soon_threadsafe queues it ahead of begin's result.
+        self.stream: llm.EarlyStream | None = None
+
+    def send(self, prompt: list[dict], model: str) -> None:
+        """On the sync thread: the request goes out from the event loop."""
+        self._loop.call_soon_threadsafe(self._open, prompt, model)
+
+    def _open(self, prompt: list[dict], model: str) -> None:
+        if not self._abandoned:  # the start may have been cancelled while its thread wrote on
+            self.stream = llm.EarlyStream(prompt, model=model, max_tokens=settings.CHAT_MAX_TOKENS)
+
+    async def abandon(self) -> None:
+        self._abandoned = True
+        if self.stream is not None:
+            await self.stream.aclose()
+
+
+async def _give_back(ticket: limits.Ticket, upstream: _Upstream) -> None:
+    """A start that failed: hang up the request it sent (if it got that far), refund the message."""
+    await upstream.abandon()
+    await _refund(ticket)
 
 
 async def _refund(ticket: limits.Ticket) -> None:
@@ -242,7 +277,7 @@ def _begin(*, user: AbstractBaseUser, conversation_id: int, plan: Callable) -> _
     return planned
 
 
-def _plan_post(conversation: Conversation, *, content: str, parent_id: int | None) -> _Planned:
+def _plan_post(conversation: Conversation, *, content: str, parent_id: int | None, send: Callable) -> _Planned:
     tree = selectors.conversation_tree(conversation=conversation)
     if parent_id is None:
         branch = tree.branch()
@@ -253,15 +288,16 @@ def _plan_post(conversation: Conversation, *, content: str, parent_id: int | Non
         parent = parent_id
     if parent is not None and tree.role[parent] != Message.Role.ASSISTANT:
         raise ServiceError("invalid_parent", "A message follows an answer.", 400)
-    return _plan_question(conversation, parent=parent, content=content)
+    return _plan_question(conversation, parent=parent, content=content, send=send)
 
 
-def _plan_question(conversation: Conversation, *, parent: int | None, content: str) -> _Planned:
+def _plan_question(conversation: Conversation, *, parent: int | None, content: str, send: Callable) -> _Planned:
     """A question after `parent` (a new turn, or a new version of one), and its answer."""
     context = selectors.conversation_context(
         conversation=conversation, up_to=parent, budget_chars=max(settings.CHAT_CONTEXT_CHARS - len(content), 0)
     )
     prompt = [*_system(conversation), *context, {"role": "user", "content": content}]
+    send(prompt, conversation.answer_model())
     question = conversation.messages.create(role=Message.Role.USER, content=content, parent_id=parent)
     answer = _new_answer(conversation, question_id=question.pk)
     if not conversation.title:
@@ -269,7 +305,7 @@ def _plan_question(conversation: Conversation, *, parent: int | None, content: s
     return _Planned(question.pk, answer, prompt)
 
 
-def _plan_regenerate(conversation: Conversation, *, answer_id: int) -> _Planned:
+def _plan_regenerate(conversation: Conversation, *, answer_id: int, send: Callable) -> _Planned:
     tree = selectors.conversation_tree(conversation=conversation)
     if not tree.is_leaf(answer_id):
         raise ServiceError("not_latest", "Only the last answer of a conversation can be regenerated.", 409)
@@ -277,10 +313,12 @@ def _plan_regenerate(conversation: Conversation, *, answer_id: int) -> _Planned:
     context = selectors.conversation_context(
         conversation=conversation, up_to=question_id, budget_chars=settings.CHAT_CONTEXT_CHARS
     )
-    return _Planned(question_id, _new_answer(conversation, question_id=question_id), [*_system(conversation), *context])
+    prompt = [*_system(conversation), *context]
+    send(prompt, conversation.answer_model())
+    return _Planned(question_id, _new_answer(conversation, question_id=question_id), prompt)
 
 
-def _plan_continue(conversation: Conversation, *, answer_id: int) -> _Planned:
+def _plan_continue(conversation: Conversation, *, answer_id: int, send: Callable) -> _Planned:
     answer = conversation.messages.get(pk=answer_id)
     if not _ended_early(answer):
         raise ServiceError(
@@ -303,6 +341,7 @@ def _plan_continue(conversation: Conversation, *, answer_id: int) -> _Planned:
         {"role": "assistant", "content": answer.content},
         {"role": "user", "content": CONTINUE_PROMPT},
     ]
+    send(prompt, answer.model)
     answer.runs = [*answer.runs, [len(chunks), last_id + 1]]
     answer.status, answer.worker = Message.Status.STREAMING, WORKER_ID
     answer.finish_reason = answer.error_code = answer.error_message = ""

@@ -147,3 +147,31 @@ def test_with_redis_out_of_reach_a_post_is_refused_with_503_and_nothing_is_store
         assert int(r.headers["Retry-After"]) >= 1
         assert client.conversation(cid)["messages"] == []
     assert upstream.records == []
+
+
+def test_a_post_whose_answer_cannot_be_stored_hangs_up_its_request_and_stores_nothing(live, alice, upstream):
+    # The request goes upstream as soon as the checks pass, and the question and the answer are
+    # stored while the model reads it: a write that fails then must not leave the model talking.
+    cid = alice.new_conversation()
+    with sqlite3.connect(live.db_path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_answer BEFORE INSERT ON chat_message "
+            f"WHEN NEW.conversation_id = {cid} AND NEW.role = 'assistant' "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    try:
+        upstream.name("slow-thinker", tokens=3, first_delay=30)
+        r = alice.http.post(f"/api/conversations/{cid}/messages/", json={"content": "[script:slow-thinker] hi"})
+    finally:
+        with sqlite3.connect(live.db_path) as db:
+            db.execute("DROP TRIGGER refuse_answer")
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert alice.conversation(cid)["messages"] == []  # the question went with the answer
+    time.sleep(0.3)  # a request still on its way would have arrived by now
+    sent = [rec for rec in upstream.records if "slow-thinker" in rec.prompt[-1]["content"]]
+    # Hung up by the app, not by its read timeout (2 s in LIVE_ENV), nor 30 s later by the upstream.
+    upstream.wait_for(lambda: all(rec.client_closed_at for rec in sent), timeout=1, what="the request hung up")
+    upstream.push(tokens=2)
+    with alice.post_stream(cid, "and the conversation goes on") as r:
+        events = read_all(r)
+    assert events[-1].data["status"] == "complete" and text_of(events) == "w0 w1 "
