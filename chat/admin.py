@@ -172,7 +172,10 @@ class TranscriptChangeList(ChangeList):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "excerpt", "conversation", "owner", "status", "feedback_display", "model", "created_at")
+    list_display = (
+        *("id", "excerpt", "conversation", "owner", "status", "feedback_display", "model"),
+        *("first_token", "tokens", "created_at"),
+    )
     list_display_links = ("id", "excerpt")
     list_filter = (FeedbackFilter, StatusFilter, ModelFilter, "role", "created_at")
     search_fields = ("content", "conversation__title", "conversation__owner__username", "feedback__comment")
@@ -196,6 +199,10 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="owner", ordering="conversation__owner__username")
     def owner(self, obj: Message) -> str:
         return obj.conversation.owner.get_username()
+
+    @admin.display(description="first token", ordering="ttft_ms")
+    def first_token(self, obj: Message) -> str:
+        return f"{obj.ttft_ms} ms" if obj.ttft_ms is not None else "—"
 
     @admin.display(description="feedback", ordering="feedback__rating")
     def feedback_display(self, obj: Message) -> str:

@@ -136,6 +136,17 @@ def test_staff_who_may_only_change_conversations_get_no_live_view(client, django
 # --- filters on conversations ---------------------------------------------------------------------
 
 
+def test_the_message_list_shows_each_answers_time_to_first_token_and_tokens(admin_client, reviewed):
+    down = reviewed["down"]
+    Message.objects.filter(pk=down.pk).update(ttft_ms=412, tokens=57)
+    page = admin_client.get("/admin/chat/message/").content.decode()
+    row = page[page.index(f"#message-{down.pk}") :]
+    row = row[: row.index("</tr>")]
+    assert '"field-first_token">412 ms<' in row and '"field-tokens">57<' in row
+    assert "first token" in page.lower()  # the column's header; it sorts by the stored value
+    assert admin_client.get("/admin/chat/message/", {"o": "8"}).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("query", "shown"),
     [
