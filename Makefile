@@ -35,7 +35,7 @@ $(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.run-deps
 		|| { echo; echo "pip failed: see .run/pip-bench.log"; exit 1; }
 	@touch $@
 
-.PHONY: run cluster test lint format browser nginx migrate bench
+.PHONY: run cluster test lint format browser nginx migrate bench bench-profile
 run: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput -v0
@@ -52,6 +52,10 @@ cluster: $(VENV)/.run-deps nginx
 # part of `make test`. ARGS="--quick" for fewer points; docs/benchmark.md tells what it measures.
 bench: $(VENV)/.bench-deps nginx
 	$(BIN)/python -m bench.relay $(ARGS)
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
+
+bench-profile: $(VENV)/.bench-deps
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 migrate: $(VENV)/.run-deps
 	$(MANAGE) migrate --noinput

@@ -238,6 +238,8 @@ def render(report: dict) -> str:
         for label, value, met in checks:
             mark = {True: "met", False: "MISSED", None: "n/a"}[met]
             lines.append(f"  [{mark:>6}] {label}: {value}")
+        if any(met is False for _, _, met in checks):
+            lines.append("Where the time goes for those missed: bench/profile.py (`make bench` runs it next).")
     lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min")
     return "\n".join(lines)
 
