@@ -12,6 +12,10 @@ executors: the one with the fewest calls waiting. All sync code of a request sti
 thread, as Django expects, and a thread's connection serves request after request (persistent on
 SQLite; with PostgreSQL's pool, borrowed and given back whenever the thread is idle). Django's
 middleware is loaded with its hooks on the event loop (chat/middleware.py).
+
+A view marked `@control` (Stop) runs on a lane of its own: under load every lane has posts
+waiting, each holding its thread for milliseconds (or for as long as the database is locked),
+and a Stop queued behind them would leave the model talking all that time.
 """
 
 import itertools
@@ -22,6 +26,7 @@ from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections
+from django.urls import Resolver404, resolve
 
 from .middleware import ON_LOOP
 
@@ -69,6 +74,31 @@ def lanes() -> list[Lane]:
     return _lanes
 
 
+_control: list[Lane] = []
+
+
+def control(view):
+    """Mark a view whose requests must not wait behind others' sync work (chat/views.py)."""
+    view.control = True
+    return view
+
+
+def control_lane() -> Lane:
+    if not _control:
+        with _lanes_lock:
+            if not _control:
+                _control.append(Lane("control"))
+    return _control[0]
+
+
+def lane_for(path: str) -> Lane:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return pick()
+    return control_lane() if getattr(match.func, "control", False) else pick()
+
+
 def pick() -> Lane:
     """The lane with the fewest calls waiting; ties go round, so idle lanes share the load."""
     pool = lanes()
@@ -93,5 +123,5 @@ class PinnedASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        async with ThreadSensitiveContext(executor=pick()):
+        async with ThreadSensitiveContext(executor=lane_for(scope["path"])):
             await self.handle(scope, receive, send)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from . import conversations as conversation_services
 from . import feedback, selectors, serializers, services, sse
+from .handler import control
 from .services import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ async def message_stream(request: HttpRequest, id: int) -> HttpResponse:
     return sse_response(await services.answer_follow(user=request.user, message_id=id, after=after))
 
 
+@control  # a Stop must not queue behind posts for a sync thread (chat/handler.py)
 @api("POST")
 async def message_cancel(request: HttpRequest, id: int) -> HttpResponse:
     status = await services.answer_stop(user=request.user, message_id=id)

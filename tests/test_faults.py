@@ -3,6 +3,7 @@
 import signal
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import LIVE_ENV
 from tests.live import EventStream, LiveApp, free_port, read_all, text_of
@@ -175,3 +176,42 @@ def test_a_post_whose_answer_cannot_be_stored_hangs_up_its_request_and_stores_no
     with alice.post_stream(cid, "and the conversation goes on") as r:
         events = read_all(r)
     assert events[-1].data["status"] == "complete" and text_of(events) == "w0 w1 "
+
+
+def test_stop_reaches_the_model_while_every_sync_thread_waits_on_a_locked_database(upstream, tmp_path):
+    env = {"OPENAI_BASE_URL": upstream.base_url, **LIVE_ENV, "CHAT_SYNC_THREADS": "2"}
+    with LiveApp(tmp_path, env) as app, ThreadPoolExecutor(5) as pool:
+        client = app.new_client("stan")
+        cids = [client.new_conversation() for _ in range(4)]
+        others = [app.client("stan") for _ in range(4)]  # logged in now: a login writes
+        upstream.name("long-talk", tokens=1000, rate=20)
+        answer = pool.submit(_answer, client, cids[0], "[script:long-talk] go on")  # read as it streams
+        talking = upstream.wait_for(lambda: [x for x in upstream.records if "long-talk" in x.prompt[-1]["content"]])
+        message_id = _wait_for(lambda: _answer_id(others[3], cids[0]), timeout=5)
+        lock = sqlite3.connect(app.db_path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # every write now waits its turn (the busy timeout is 30 s)
+        try:
+            # Posts fill both sync threads, each waiting for the lock inside its transaction.
+            posts = [pool.submit(_answer, c, cid, "me too") for c, cid in zip(others[:3], cids[1:], strict=True)]
+            time.sleep(1.0)
+            assert not any(post.done() for post in posts)
+            stopping = pool.submit(others[3].cancel, message_id)
+            # The Stop takes a thread of its own: the model is hung up on while the lock holds.
+            upstream.wait_for(lambda: talking[0].client_closed_at, timeout=3, what="the model hung up on")
+            assert not any(post.done() for post in posts)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert stopping.result(timeout=30).json()["status"] == "cancelled"
+        assert answer.result(timeout=30)[-1].data["status"] == "cancelled"
+        assert all(post.result(timeout=30)[-1].data["status"] == "complete" for post in posts)
+
+
+def _answer_id(client, conversation_id: int) -> int | None:
+    messages = client.conversation(conversation_id)["messages"]
+    return next((m["id"] for m in messages if m["role"] == "assistant"), None)
+
+
+def _answer(client, conversation_id: int, content: str) -> list:
+    with client.post_stream(conversation_id, content) as r:
+        return read_all(r)
