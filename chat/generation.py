@@ -220,6 +220,8 @@ class Generation:
         if ending is None:
             if self._pump is not None:
                 await asyncio.wait({self._pump})  # no token may slip in after the final save
+            elif self.upstream is not None:  # cancelled before it began: hang up what the start sent
+                await self.upstream.aclose()
             ending = Ending(Status.INTERRUPTED)
         try:
             await self._end(ending)
