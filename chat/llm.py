@@ -15,19 +15,13 @@ import openai
 import orjson
 from django.conf import settings
 from openai._constants import RAW_RESPONSE_HEADER
+from openai._httpx2 import request_exceptions, timeout_exceptions
 
-from . import metrics, tasks
+from . import metrics, tasks, upstream_http
 
 logger = logging.getLogger(__name__)
 
-try:  # openai 3 reads through httpx2 and knows which of its errors are timeouts
-    from openai._httpx2 import request_exceptions, timeout_exceptions
-
-    TIMEOUT_ERRORS, REQUEST_ERRORS = timeout_exceptions(), request_exceptions()
-except ImportError:  # earlier SDKs read through httpx
-    import httpx
-
-    TIMEOUT_ERRORS, REQUEST_ERRORS = (httpx.TimeoutException,), (httpx.RequestError,)
+TIMEOUT_ERRORS, REQUEST_ERRORS = timeout_exceptions(), request_exceptions()
 
 
 @dataclass(frozen=True)
@@ -65,6 +59,7 @@ def client() -> openai.AsyncOpenAI:
             base_url=settings.OPENAI_BASE_URL,
             api_key=settings.OPENAI_API_KEY,
             max_retries=0,
+            http_client=upstream_http.http_client(),
             timeout=openai.Timeout(
                 settings.CHAT_UPSTREAM_READ_TIMEOUT_S,
                 connect=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT_S,
@@ -82,6 +77,14 @@ def reset_client() -> None:
     """Forget the shared client (settings changed, or a new event loop in tests)."""
     global _client
     _client = None
+
+
+async def close_client() -> None:
+    """Close the shared client's connections (shutdown, or the end of a test's event loop)."""
+    global _client
+    shared, _client = _client, None
+    if shared is not None:
+        await shared.close()
 
 
 async def stream_chat(messages: list[dict], *, model: str, max_tokens: int) -> AsyncIterator[Delta]:

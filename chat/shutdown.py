@@ -18,7 +18,7 @@ import sys
 
 from django.conf import settings
 
-from . import generation, tasks, worker
+from . import generation, llm, tasks, worker
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +87,4 @@ def _before_shutdown():
 async def _stop() -> None:
     await generation.stop_all()  # stored, and `done` sent here and to Redis
     await worker.stop()
+    await llm.close_client()  # the upstream pool, so aiohttp has no session to warn about

@@ -91,7 +91,7 @@ def bob(live, upstream) -> ApiClient:
 
 
 @pytest.fixture
-def app_settings(settings, upstream):
+async def app_settings(settings, upstream):
     """Point the in-process app at the scripted upstream, with short timings."""
     settings.OPENAI_BASE_URL = upstream.base_url
     settings.CHAT_MODEL = "scripted-model"
@@ -104,7 +104,7 @@ def app_settings(settings, upstream):
     settings.CHAT_USER_CONCURRENCY = 1000
     llm.reset_client()  # the client's pool belongs to one event loop: each test gets its own
     yield settings
-    llm.reset_client()
+    await llm.close_client()
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ async def test_an_unreachable_upstream_is_an_sse_error_not_a_500(client_for, use
     from tests.live import free_port
 
     app_settings.OPENAI_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    llm.reset_client()
+    await llm.close_client()
     client = await client_for(user)
     cid = json.loads((await post_json(client, "/api/conversations/", {})).content)["id"]
     r = await post_json(client, f"/api/conversations/{cid}/messages/", {"content": "hello?"})

@@ -306,7 +306,7 @@ async def test_one_model_when_the_upstream_lists_only_the_default(client_for, us
 async def test_an_unreachable_upstream_is_a_503_that_names_no_address(client_for, user, app_settings):
     port = free_port()  # nothing listens there
     app_settings.OPENAI_BASE_URL = f"http://127.0.0.1:{port}/v1"
-    llm.reset_client()
+    await llm.close_client()
     client = await client_for(user)
     r = await client.get("/api/models/")
     assert (r.status_code, error_code(r)) == (503, "upstream_unavailable")
