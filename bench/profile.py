@@ -43,7 +43,7 @@ LAYERS = [
     ("Django sessions and auth", ("/django/contrib/sessions/", "/django/contrib/auth/")),
     ("Django request and response (handler, middleware, URLs)", ("/django/",)),
     (
-        "openai SDK, httpx2, httpcore2, anyio (upstream request, body)",
+        "openai SDK and its HTTP stack: httpx2 or aiohttp (upstream request, body)",
         (
             "/openai/",
             "/httpx",
@@ -59,7 +59,14 @@ LAYERS = [
     ),
     (
         "chatsite: the token path (chunks, event log, SSE frames)",
-        ("/chat/llm.py", "/chat/generation.py", "/chat/eventlog.py", "/chat/sse.py", "/chat/redislog.py"),
+        (
+            "/chat/llm.py",
+            "/chat/upstream_http.py",
+            "/chat/generation.py",
+            "/chat/eventlog.py",
+            "/chat/sse.py",
+            "/chat/redislog.py",
+        ),
     ),
     ("chatsite: the rest (views, services, handler, metrics)", ("/chat/", "/chatsite/", "/prometheus_client/")),
     ("reference relay (FastAPI, Starlette)", ("/fastapi/", "/starlette/", "/bench/reference_relay")),
