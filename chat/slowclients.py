@@ -121,7 +121,7 @@ async def _watch_all() -> None:
         for watch in list(_watching):
             try:
                 stuck = watch.stuck_for(now)
-            except OSError:  # the socket is gone already
+            except (OSError, ValueError):  # the socket is gone already (closed: its fileno is -1)
                 _watching.discard(watch)
                 continue
             if stuck > settings.CHAT_SLOW_CLIENT_S:

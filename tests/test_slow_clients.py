@@ -1,11 +1,13 @@
 """A client that stops reading is dropped; one that reads slowly is not (real daphne, real sockets)."""
 
+import asyncio
 import json
 import socket
 import time
 
 import pytest
 
+from chat import slowclients
 from tests.conftest import LIVE_ENV
 from tests.live import LiveApp
 
@@ -86,3 +88,44 @@ def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_answer(app, upst
     answer = client.answer(cid)
     assert answer["status"] == "complete" and answer["content"] == "".join(tokens)
     assert b'"status":"complete"' in received
+
+
+class Connection:
+    """What the guard uses of daphne's transport: the socket, and a way to abort it."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.aborted = sock, asyncio.Event()
+
+    def getHandle(self):
+        return self.sock
+
+    def abortConnection(self):
+        self.aborted.set()
+        self.sock.close()
+
+
+async def test_the_guard_keeps_watching_after_a_watched_socket_closes_under_it(settings):
+    """Under load a client's connection can close before its response lets go of the watch (seen
+    in `make bench`); the watchdog must skip that socket, not die and leave every stream unguarded."""
+    settings.CHAT_SLOW_CLIENT_S = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(listener.getsockname())
+    stalled, _ = listener.accept()
+    leaver = socket.create_connection(listener.getsockname())
+    gone, _ = listener.accept()
+    try:
+        stuck, closed = Connection(stalled), Connection(gone)
+        assert slowclients._watch(closed) and slowclients._watch(stuck)
+        gone.close()  # its connection went; its watch is still there
+        stalled.setblocking(False)
+        with pytest.raises(BlockingIOError):  # the client reads nothing: fill what it will take
+            while True:
+                stalled.send(b"x" * 65536)
+        # Dropped after 1 s of reading nothing, on the watchdog's 1 s ticks: well within 6 s.
+        await asyncio.wait_for(stuck.aborted.wait(), 6)
+    finally:
+        slowclients._watching.clear()
+        for sock in (listener, reader, stalled, leaver, gone):
+            sock.close()
