@@ -7,6 +7,7 @@ view): they hear typing and answer state; their cancel and typing frames get a `
 """
 
 import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
@@ -15,6 +16,8 @@ from django.conf import settings
 
 from . import notify, selectors, services
 from .services import ServiceError
+
+logger = logging.getLogger(__name__)
 
 MAX_FRAME_CHARS = 4096
 # A connection may send this many frames in a burst, refilled at this rate per second.
@@ -54,7 +57,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             content = json.loads(text_data)
         except ValueError:
             return await self._error("invalid_json", "The frame is not valid JSON.")
-        await self.receive_json(content)
+        try:
+            await self.receive_json(content)
+        except services.FAULTS as exc:  # the frame's work failed on Redis or the database: say so, stay open
+            error = services.fault(exc)
+            if error.status == 500:
+                logger.exception("a WebSocket frame: the database refused it")
+            await self._error(error.code, error.message)
 
     async def receive_json(self, content, **kwargs):
         kind = content.get("type") if isinstance(content, dict) else None

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Count, Q
 from redis.exceptions import RedisError
 
@@ -29,6 +29,20 @@ class ServiceError(Exception):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
         self.retry_after = retry_after  # seconds until asking again may succeed (Retry-After)
+
+
+# What the server relies on failing under a request: told to the user, never a crash.
+FAULTS = (RedisError, DatabaseError)
+
+
+def fault(exc: Exception) -> ServiceError:
+    """The error a user is told for one of FAULTS, the same over HTTP and the WebSocket."""
+    if isinstance(exc, RedisError):  # several workers, and what they share is out of reach
+        return ServiceError("unavailable", "The server cannot reach Redis; try again shortly.", 503, 5)
+    if isinstance(exc, OperationalError):  # the database is down, or every pooled connection stayed busy
+        return ServiceError("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
+    # It refused a write (a constraint, a trigger): nothing was stored.
+    return ServiceError("internal_error", "The server could not store this; nothing was saved.", 500)
 
 
 # --- conversations ----------------------------------------------------------------------------

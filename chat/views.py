@@ -11,12 +11,10 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.defaults import bad_request as django_bad_request
-from redis.exceptions import RedisError
 
 from . import conversations as conversation_services
 from . import feedback, selectors, serializers, services, sse
@@ -60,13 +58,11 @@ def api(*methods: str) -> Callable:
                 return error_response(exc.code, exc.message, exc.status, exc.retry_after)
             except Http404:
                 return error_response("not_found", "No such object.", 404)
-            except RedisError:  # several workers, and what they share is out of reach
-                return error_response("unavailable", "The server cannot reach Redis; try again shortly.", 503, 5)
-            except OperationalError:  # the database is down, or every pooled connection stayed busy
-                return error_response("unavailable", "The database is busy or out of reach; try again shortly.", 503, 5)
-            except DatabaseError:  # it refused a write (a constraint, a trigger): nothing was stored
-                logger.exception("%s %s: the database refused it", request.method, request.path)
-                return error_response("internal_error", "The server could not store this; nothing was saved.", 500)
+            except services.FAULTS as exc:
+                error = services.fault(exc)
+                if error.status == 500:
+                    logger.exception("%s %s: the database refused it", request.method, request.path)
+                return error_response(error.code, error.message, error.status, error.retry_after)
             # A stream holds no database connection of its own while it runs: connections belong
             # to the few sync threads (chat/handler.py), not to requests.
             return response

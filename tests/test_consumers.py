@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
-from tests.live import Event, iter_sse
+from tests.live import Event, free_port, iter_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,6 +112,29 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(socket_for,
     assert (await socket.receive_json_from(timeout=5))["code"] == "invalid_frame"
     await socket.send_json_to({"type": "cancel", "message_id": 1})  # still answered: still open
     assert (await socket.receive_json_from(timeout=5))["code"] == "not_found"
+
+
+async def test_a_cancel_the_server_cannot_carry_out_is_an_error_frame_and_the_socket_stays_open(
+    socket_for, user, settings
+):
+    """Several workers, Redis out of reach: a Stop for an answer another worker runs cannot be
+    passed on. The page is told so (it may retry), the socket stays open, the answer is untouched."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    cid = await conversation_of(user)
+    answer = await Message.objects.acreate(
+        conversation_id=cid, role="assistant", status="streaming", worker="another-worker"
+    )
+    socket, _ = await socket_for(user, cid)
+    await socket.send_json_to({"type": "cancel", "message_id": answer.pk})
+    assert await socket.receive_json_from(timeout=10) == {
+        "type": "error",
+        "code": "unavailable",
+        "message": "The server cannot reach Redis; try again shortly.",
+    }
+    await socket.send_json_to({"type": "shout"})  # still answered: still open
+    assert (await socket.receive_json_from(timeout=5))["code"] == "unknown_type"
+    await answer.arefresh_from_db()
+    assert answer.status == "streaming"
 
 
 async def test_a_flood_of_frames_is_rate_limited(socket_for, user):
