@@ -7,6 +7,7 @@ same for an ASGI response (a sync iterator there would be read whole before anyt
 """
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from asgiref.sync import sync_to_async
@@ -82,7 +83,7 @@ def markdown(conversation: Conversation) -> str:
     ]
     for message in conversation.messages.all():
         lines += [f"## {message.role.capitalize()} · {message.status} · {message.created_at:%Y-%m-%d %H:%M:%S}", ""]
-        lines += [message.content or "*(empty)*", ""]
+        lines += [fences_closed(message.content) or "*(empty)*", ""]
         if (stats := message.stats()) is not None:
             lines += [f"*{stats_line(stats)}*", ""]
         if message.error_code:
@@ -93,6 +94,29 @@ def markdown(conversation: Conversation) -> str:
             lines += [f"> Feedback: {thumb}{comment}", ""]
     lines.append("---\n\n")
     return "\n".join(lines)
+
+
+# A CommonMark code fence: up to three spaces, then three or more backticks or tildes.
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+
+
+def fences_closed(text: str) -> str:
+    """The message's Markdown as it is, with a code fence it left open closed after it.
+
+    An answer stopped mid-code ends inside its fence: left open, the fence would take every
+    heading and message after it into one code block."""
+    fence = ""
+    for line in text.split("\n"):
+        match = _FENCE.match(line)
+        if match is None:
+            continue
+        marks, rest = match.groups()
+        if not fence:
+            if not (marks[0] == "`" and "`" in rest):  # an info string may not hold a backtick
+                fence = marks
+        elif marks[0] == fence[0] and len(marks) >= len(fence) and not rest.strip():
+            fence = ""
+    return f"{text}\n{fence}" if fence else text
 
 
 def stats_line(stats: dict) -> str:

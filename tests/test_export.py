@@ -139,6 +139,21 @@ def test_markdown_has_a_heading_per_conversation_and_each_message_with_role_stat
     assert "> Feedback: 👎 down\n" in out.split("# Conversation")[1]
 
 
+def test_markdown_closes_a_code_fence_an_answer_was_stopped_in(user):
+    """Stopped mid-code, an answer ends inside its fence; the export closes it, or every heading
+    after it would read as code. Fences the answer closed itself are left as they are."""
+    c = Conversation.objects.create(owner=user, title="Stopped in code")
+    Message.objects.create(
+        conversation=c, role="assistant", status="cancelled", model="m", tokens=4,
+        content="Try:\n\n````python\nprint('```')\nx = 1",
+    )  # fmt: skip
+    Message.objects.create(conversation=c, role="user", content="go on")
+    Message.objects.create(conversation=c, role="assistant", content="~~~\ndone\n~~~", model="m", tokens=2)
+    out = export("--format", "markdown")
+    assert "````python\nprint('```')\nx = 1\n````\n\n*m · 4 tokens*\n\n## User · " in out
+    assert "~~~\ndone\n~~~\n\n*m" in out
+
+
 def test_query_count_grows_with_batches_not_with_messages(user):
     """Two queries a batch (conversations with owners; their messages with feedback), one more to end."""
 
