@@ -191,6 +191,29 @@ def test_search_lists_snippets_and_jumps_to_the_message(page, upstream, alice, l
     expect(page.locator(f"[data-message-id='{target}']")).to_be_in_viewport()
 
 
+def test_a_search_hit_on_an_earlier_version_shows_the_branch_it_is_on(page, upstream, alice):
+    word = unique("okapi")
+    cid = alice.new_conversation("Edited")
+    upstream.push(tokens=["The first answer."])
+    with alice.post_stream(cid, f"Tell me about the {word}") as r:
+        r.read()
+    question = alice.conversation(cid)["messages"][0]["id"]
+    upstream.push(tokens=["The second answer."])
+    with alice.http.stream("POST", f"/api/messages/{question}/edit/", json={"content": "Tell me about lions"}) as r:
+        r.read()  # the edit is the newest version: the question with the word is off screen now
+
+    page.get_by_test_id("search").fill(word)
+    match = page.get_by_test_id("search-match")
+    expect(match).to_have_text(f"Tell me about the {word}")
+    match.click()
+    found = page.locator(f"[data-testid=message][data-message-id='{question}']")
+    expect(found).to_have_attribute("data-found", "true")
+    expect(found.get_by_test_id("version-label")).to_have_text("1/2")
+    expect(page.get_by_test_id("message").last).to_contain_text("The first answer.")
+    page.reload()  # the branch picked stays only while the page does: the newest comes back
+    expect(page.get_by_test_id("message").first).to_contain_text("Tell me about lions")
+
+
 def test_jumping_to_an_earlier_message_while_the_answer_streams_stays_there(page, upstream, alice):
     word = unique("walrus")
     for i in range(6):

@@ -12,7 +12,7 @@ import { actionsFor, openEditor } from "./versions.js";
 import { codeBlockText } from "./markdown.js";
 import { createScrollFollower } from "./scroll.js";
 import { conversationTitle, createSidebar, matchUrl } from "./sidebar.js";
-import { createSearch, revealFromHash } from "./search.js";
+import { createSearch, messageIdFromHash, revealFromHash, revealMessage } from "./search.js";
 import { createUndoDelete } from "./undo.js";
 import { createModelPicker } from "./model_picker.js";
 import { createConversationSocket } from "./socket.js";
@@ -336,7 +336,24 @@ async function loadConversation(id, { push, keep = false }) {
   if (seq !== state.loadSeq) return;
   renderConversation(conversation, { keepScroll: keep });
   ui.modelPicker.show(conversation);
-  if (!keep) revealFromHash(ui.list, ui.follower); // from a search result: /c/<id>/#message-<id>
+  if (keep) return;
+  const wanted = messageIdFromHash(); // from a search result: /c/<id>/#message-<id>
+  if (!revealFromHash(ui.list, ui.follower) && wanted !== null) await revealOnItsBranch(id, wanted, seq);
+}
+
+/** A search hit on another version of a turn: show the branch through it, as ‹ › would, then it. */
+async function revealOnItsBranch(id, messageId, seq) {
+  if (answers.isActive()) return; // an answer streams on the newest branch: it stays on screen
+  let conversation;
+  try {
+    conversation = await api.getConversation(id, messageId);
+  } catch {
+    return; // deleted since: the newest branch stays
+  }
+  if (seq !== state.loadSeq || answers.isActive()) return;
+  state.path = messageId;
+  renderConversation(conversation);
+  revealMessage(ui.list, messageId, ui.follower);
 }
 
 function renderConversation(conversation, { keepScroll = false } = {}) {
