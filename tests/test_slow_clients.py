@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -104,10 +105,17 @@ class Connection:
         self.sock.close()
 
 
-async def test_the_guard_keeps_watching_after_a_watched_socket_closes_under_it(settings):
+def test_the_guard_keeps_watching_after_a_watched_socket_closes_under_it(settings):
     """Under load a client's connection can close before its response lets go of the watch (seen
     in `make bench`); the watchdog must skip that socket, not die and leave every stream unguarded."""
     settings.CHAT_SLOW_CLIENT_S = 1
+    # A loop of its own on a thread of its own: in a whole run the browser tests' Playwright (sync
+    # API) holds this thread's event loop as running, and pytest-asyncio cannot start another here.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _closed_socket_then_a_stalled_client()).result()
+
+
+async def _closed_socket_then_a_stalled_client():
     listener = socket.create_server(("127.0.0.1", 0))
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
